@@ -1,0 +1,1 @@
+"""One package per task; each holds its networks, its pipeline class and its tiny-checkpoint writer."""

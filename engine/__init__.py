@@ -1,0 +1,205 @@
+"""The engine: the one object that tabs, the CLI and the API talk to.
+
+`Engine.run(task, inputs, options, progress)` validates inputs before any model loads, resolves checkpoints through the
+Hub cache, gets the task's pipeline from the model cache (built once, kept while memory allows), runs it under the
+one-GPU-job lock and writes the results plus settings.json into a fresh run folder.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Hashable, Mapping
+
+from engine.errors import AnimateError, InputError
+from engine.hub import Hub, human_size
+from engine.jobs import JobContext, JobResult, RunFolder, Stopwatch, pick_seed, seed_everything, write_settings
+from engine.pipelines.base import CancelToken, Progress, no_progress
+from engine.tasks import TaskSpec, load_attr, load_tasks
+
+__all__ = ["Engine", "EngineConfig"]
+log = logging.getLogger("engine")
+
+
+@dataclass
+class EngineConfig:
+    device: str = "auto"
+    dtype: str = "auto"
+    offload: str = "none"  # none | model | sequential
+    outputs: Path = Path("outputs")
+    cache_dir: Path | None = None
+    offline: bool = False
+    memory_budget_gb: float | None = None
+
+
+class Engine:
+    def __init__(self, config: EngineConfig | None = None, hub: Hub | None = None) -> None:
+        self.config = config or EngineConfig()
+        if self.config.offload not in ("none", "model", "sequential"):
+            raise InputError(f"Unknown offload mode '{self.config.offload}'. Use none, model or sequential.")
+        self.tasks: dict[str, TaskSpec] = load_tasks()
+        self.hub = hub or Hub(cache_dir=self.config.cache_dir, offline=self.config.offline)
+        self._runtime_lock = threading.Lock()
+        self._device = self._dtype = self._cache = None
+        self._active: dict[Hashable, CancelToken] = {}
+
+    # ------------------------------------------------------------------------------------------- runtime (lazy)
+    def _runtime(self) -> tuple[Any, Any, Any]:
+        with self._runtime_lock:
+            if self._cache is None:
+                from engine import runtime
+
+                self._device = runtime.choose_device(self.config.device)
+                self._dtype = runtime.choose_dtype(self.config.dtype, self._device)
+                budget = (int(self.config.memory_budget_gb * 2**30) if self.config.memory_budget_gb
+                          else runtime.default_budget(self._device))
+                self._cache = runtime.ModelCache(budget)
+            return self._device, self._dtype, self._cache
+
+    @property
+    def device(self) -> Any:
+        return self._runtime()[0]
+
+    @property
+    def dtype(self) -> Any:
+        return self._runtime()[1]
+
+    @property
+    def models(self) -> Any:
+        return self._runtime()[2]
+
+    def task(self, name: str) -> TaskSpec:
+        try:
+            return self.tasks[name]
+        except KeyError:
+            raise InputError(f"Unknown task '{name}'. Available: {', '.join(self.tasks)}.") from None
+
+    # ------------------------------------------------------------------------------------------- checkpoints
+    def checkpoint_rows(self) -> list[dict[str, Any]]:
+        """One row per (task, checkpoint): what the Models tab and `python -m engine list` show."""
+        rows = []
+        for spec in self.tasks.values():
+            for name in spec.all_checkpoints:
+                status = self.hub.status(name)
+                ck = status.spec
+                rows.append({
+                    "task": spec.name, "checkpoint": name, "repo": ck.repo, "repo_type": ck.repo_type,
+                    "revision": ck.revision, "files": ", ".join(ck.allow_patterns), "size": human_size(ck.size_mb * 2**20),
+                    "size_mb": ck.size_mb, "gated": ck.gated, "cached": status.cached,
+                    "path": str(status.path) if status.path else "", "optional": name in spec.optional_checkpoints,
+                    "licence": ck.licence, "url": ck.url,
+                })
+        return rows
+
+    def download(self, task: str, progress: Progress = no_progress) -> dict[str, Path]:
+        """Fetch every checkpoint of a task ahead of time."""
+        names = self.task(task).all_checkpoints
+        paths = {}
+        for i, name in enumerate(names):
+            def scaled(fraction: float, message: str, i: int = i) -> None:
+                progress((i + fraction) / len(names), message)
+
+            paths[name] = self.hub.resolve(name, scaled)
+        progress(1.0, "All checkpoints are in the cache.")
+        return paths
+
+    def checkpoint(self, name: str, progress: Progress = no_progress) -> Path:
+        return self.hub.resolve(name, progress)
+
+    # ------------------------------------------------------------------------------------------- pipelines
+    def pipeline(self, task: str, progress: Progress = no_progress) -> Any:
+        spec = self.task(task)
+        device, dtype, cache = self._runtime()
+        paths = {name: self.checkpoint(name, progress) for name in spec.checkpoints}
+        key = (task, str(device), str(dtype), tuple(str(p) for p in paths.values()))
+
+        def build() -> Any:
+            progress(0.0, f"Loading {spec.title} models")
+            cls = load_attr(spec.pipeline)
+            kwargs = {}
+            if "offload" in inspect.signature(cls.load).parameters:
+                kwargs["offload"] = self.config.offload
+            elif self.config.offload != "none":
+                log.info("%s has no offload mode; it runs fully on %s.", spec.title, device)
+            return cls.load(paths, device, dtype, **kwargs)
+
+        return cache.get(key, build)
+
+    # ------------------------------------------------------------------------------------------- jobs
+    def cancel(self, owner: Hashable) -> bool:
+        """Cancel the running job started by `owner` (a UI session id, say). True if one was running."""
+        token = self._active.get(owner)
+        if token is not None:
+            token.cancel()
+        return token is not None
+
+    def run(self, task: str, inputs: Mapping[str, Any], options: Mapping[str, Any] | None = None,
+            progress: Progress = no_progress, cancel: CancelToken | None = None, owner: Hashable = None,
+            out_dir: Path | None = None) -> JobResult:
+        from engine import runtime
+
+        spec = self.task(task)
+        cancel = cancel or CancelToken()
+        timings: dict[str, float] = {}
+        with Stopwatch(timings, "validate"):
+            resolved = spec.resolve_options(options)
+            if "seed" in resolved:
+                resolved["seed"] = pick_seed(resolved["seed"])
+            prepared = load_attr(spec.validate)(dict(inputs), resolved)
+        folder = RunFolder(Path(self.config.outputs), task, out_dir)
+        if owner is not None:
+            self._active[owner] = cancel
+        try:
+            with runtime.GPU_LOCK, runtime.out_of_memory_as_resource_error(self.models):
+                if "seed" in resolved:
+                    seed_everything(resolved["seed"])
+
+                def get_pipeline() -> Any:
+                    with Stopwatch(timings, "load"):
+                        return self.pipeline(task, progress)
+
+                ctx = JobContext(task, prepared, resolved, folder.staging, progress, cancel, get_pipeline,
+                                 self.checkpoint, timings)
+                with Stopwatch(timings, "run"):
+                    files = load_attr(spec.execute)(ctx)
+                cancel.check()
+            checkpoints = self._used_checkpoints(spec)
+            timings["run"] = timings.get("run", 0.0) - timings.get("load", 0.0)
+            settings = write_settings(folder.staging / "settings.json", task=task, inputs=inputs, options=resolved,
+                                      checkpoints=checkpoints, device=str(self.device), dtype=str(self.dtype),
+                                      timings=timings, outputs=files, folder=folder.staging)
+            final = folder.commit()
+        except BaseException:
+            folder.discard()
+            raise
+        finally:
+            if owner is not None:
+                self._active.pop(owner, None)
+        files = {k: final / p.relative_to(folder.staging) for k, p in files.items()}
+        files["settings"] = final / "settings.json"
+        progress(1.0, "Done")
+        return JobResult(final, files, settings)
+
+    def _used_checkpoints(self, spec: TaskSpec) -> dict[str, dict[str, str]]:
+        """Repo, requested revision and resolved commit of each cached checkpoint of the task (for settings.json)."""
+        used = {}
+        for name in spec.all_checkpoints:
+            status = self.hub.status(name)
+            if status.cached:
+                used[name] = {"repo": status.spec.repo, "revision": status.spec.revision, "commit": status.path.name}
+        return used
+
+    def bench(self, task: str, device: str = "auto", size: str = "full", **kwargs: Any) -> dict[str, Any]:
+        from engine import runtime
+
+        return load_attr(self.task(task).bench)(device=str(runtime.choose_device(device)), size=size, **kwargs)
+
+
+def user_message(exc: BaseException) -> str:
+    """Text to show a user for any failure: our own errors as they are, anything else with a pointer to the log."""
+    if isinstance(exc, AnimateError):
+        return str(exc)
+    return f"Unexpected error ({exc.__class__.__name__}: {exc}). Details are in the server log; please report it."
+

@@ -1,0 +1,166 @@
+"""Command line: `python -m engine list | download TASK | bench TASK | <task> --<input> PATH ... --out DIR`.
+
+Task subcommands are generated from the same TaskSpec (inputs + options) the tabs use. Exit codes: 0 ok, 1 unexpected,
+2 bad input, 3 checkpoint problem, 4 out of memory/disk, 130 cancelled. Errors print one line on stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from engine import Engine, user_message
+from engine.errors import CheckpointError, InputError, JobCancelled, ResourceError
+from engine.hub import human_size
+from engine.settings import add_engine_arguments, config_from_args
+from engine.tasks import Option, TaskSpec, load_tasks
+
+EXIT_CODES = ((InputError, 2), (CheckpointError, 3), (ResourceError, 4), (JobCancelled, 130))
+
+
+def _add_option(parser: argparse.ArgumentParser, option: Option) -> None:
+    kwargs: dict[str, Any] = {"dest": option.name, "default": None,
+                              "help": f"{option.help} (default: {option.default})"}
+    if option.kind == "bool":
+        kwargs["action"] = argparse.BooleanOptionalAction
+    else:
+        kwargs["type"] = {"int": int, "float": float}.get(option.kind, str)
+        if option.choices:
+            kwargs["choices"] = option.choices
+    parser.add_argument(option.flag, **kwargs)
+
+
+def _add_task_parser(sub: Any, spec: TaskSpec, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser(spec.name, help=spec.title, description=spec.description, parents=[common])
+    for item in spec.inputs:
+        parser.add_argument(item.flag, dest=f"input_{item.name}", type=Path, required=item.required,
+                            action="append" if item.multiple else "store",
+                            help=item.help + (" (repeat for several)" if item.multiple else ""))
+    for option in spec.options:
+        _add_option(parser, option)
+    parser.add_argument("--out", type=Path, required=True, help="folder for the result files and settings.json")
+    parser.set_defaults(command="task", task=spec.name)
+
+
+def build_parser(tasks: dict[str, TaskSpec]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine", description="Animate still images from the command line.")
+    common = argparse.ArgumentParser(add_help=False)
+    add_engine_arguments(common)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("list", help="tasks, their checkpoints, cached or not, sizes", parents=[common]).add_argument(
+        "--json", action="store_true", help="machine-readable output")
+    download = sub.add_parser("download", help="fetch a task's checkpoints ahead of time", parents=[common])
+    download.add_argument("task", choices=sorted(tasks))
+    download.add_argument("--dry-run", action="store_true", help="print what would download and how much; fetch nothing")
+    bench = sub.add_parser("bench", help="time a task's full-size models with random weights (no download)",
+                           parents=[common])
+    bench.add_argument("task", choices=sorted(tasks))
+    bench.add_argument("--size", choices=["full", "tiny"], default="full")
+    for spec in tasks.values():
+        _add_task_parser(sub, spec, common)
+    return parser
+
+
+def _cli_progress() -> tuple[Callable[[float, str], None], Callable[[], None]]:
+    """A tqdm bar on stderr, created on the first report (so an early error prints nothing else)."""
+    from tqdm import tqdm
+
+    bars: list[tqdm] = []
+
+    def update(fraction: float, message: str) -> None:
+        if not bars:
+            bars.append(tqdm(total=1000, bar_format="{desc} |{bar}| {percentage:3.0f}% [{elapsed}<{remaining}]",
+                             file=sys.stderr, dynamic_ncols=True))
+        bars[0].set_description_str(message[:60])
+        bars[0].update(max(0, int(fraction * 1000) - bars[0].n))
+
+    def close() -> None:
+        for bar in bars:
+            bar.close()
+
+    return update, close
+
+
+def cmd_list(engine: Engine, as_json: bool) -> None:
+    rows = engine.checkpoint_rows()
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    for task in engine.tasks.values():
+        task_rows = [r for r in rows if r["task"] == task.name]
+        total = sum(r["size_mb"] for r in task_rows) * 2**20
+        print(f"{task.name}: {task.title} (about {human_size(total)})")
+        for r in task_rows:
+            state = "cached" if r["cached"] else "not cached"
+            extra = " [gated: accept licence + HF_TOKEN]" if r["gated"] else ""
+            extra += " [optional]" if r["optional"] else ""
+            print(f"  {r['checkpoint']:<12} {r['repo']} @ {r['revision'][:12]}  ~{r['size']}  {state}{extra}")
+            if r["path"]:
+                print(f"  {'':<12} {r['path']}")
+
+
+def cmd_download(engine: Engine, task: str, dry_run: bool) -> None:
+    spec = engine.task(task)
+    if dry_run:
+        total = 0
+        for name in spec.all_checkpoints:
+            ck = engine.hub.spec(name)
+            status = engine.hub.status(name)
+            if status.cached:
+                print(f"{name}: {ck.repo} is already cached at {status.path}")
+                continue
+            need, files = engine.hub.plan(name)
+            total += need
+            print(f"{name}: {ck.repo} @ {ck.revision}: {human_size(need)} to download")
+            for filename, size, will in files:
+                print(f"  {'download' if will else 'cached  '} {human_size(size):>9}  {filename}")
+        print(f"total to download: {human_size(total)}")
+        return
+    progress, close = _cli_progress()
+    try:
+        paths = engine.download(task, progress)
+    finally:
+        close()
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+
+
+def cmd_task(engine: Engine, spec: TaskSpec, args: argparse.Namespace) -> None:
+    inputs = {item.name: getattr(args, f"input_{item.name}") for item in spec.inputs
+              if getattr(args, f"input_{item.name}") is not None}
+    options = {o.name: getattr(args, o.name) for o in spec.options if getattr(args, o.name) is not None}
+    progress, close = _cli_progress()
+    try:
+        result = engine.run(spec.name, inputs, options, progress=progress, out_dir=args.out.resolve())
+    finally:
+        close()
+    for name, path in result.files.items():
+        print(f"{name}: {path}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser(load_tasks())
+    args = parser.parse_args(argv)
+    try:
+        engine = Engine(config_from_args(args))
+        if args.command == "list":
+            cmd_list(engine, args.json)
+        elif args.command == "download":
+            cmd_download(engine, args.task, args.dry_run)
+        elif args.command == "bench":
+            print(json.dumps(engine.bench(args.task, device=args.device, size=args.size), indent=2))
+        else:
+            cmd_task(engine, engine.task(args.task), args)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line for the user; the code says what kind
+        print(f"error: {user_message(exc)}", file=sys.stderr)
+        return next((code for kind, code in EXIT_CODES if isinstance(exc, kind)), 1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

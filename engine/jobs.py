@@ -1,0 +1,145 @@
+"""One run of one task: seeding, a staging folder that becomes the run folder only on success, settings.json."""
+from __future__ import annotations
+
+import json
+import platform
+import random
+import secrets
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from engine.pipelines.base import CancelToken, Progress
+
+TRACKED_PACKAGES = ("torch", "numpy", "diffusers", "transformers", "huggingface-hub", "gradio", "av", "onnxruntime")
+MAX_SEED = 2**32 - 1
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def pick_seed(seed: int | None) -> int:
+    """-1 or None means a fresh random seed (recorded in settings.json so the run can be repeated)."""
+    return secrets.randbelow(MAX_SEED) if seed is None or seed < 0 else int(seed)
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for package in TRACKED_PACKAGES:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+@dataclass
+class JobContext:
+    """What an executor gets: validated inputs, resolved options, a folder to write into, and services."""
+
+    task: str
+    inputs: dict[str, Any]
+    options: dict[str, Any]
+    folder: Path
+    progress: Progress
+    cancel: CancelToken
+    pipeline: Callable[[], Any]
+    checkpoint: Callable[[str], Path]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def path(self, name: str) -> Path:
+        """A path inside the run folder (the folder only becomes visible when the whole run succeeds)."""
+        return self.folder / name
+
+
+@dataclass
+class JobResult:
+    folder: Path
+    files: dict[str, Path]
+    settings: dict[str, Any]
+
+
+def new_run_name(task: str) -> str:
+    return f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{task}-{secrets.token_hex(3)}"
+
+
+class RunFolder:
+    """Write into a hidden staging folder; on success it becomes the run folder, on failure it is deleted.
+
+    The default destination is outputs/<task>/<timestamp>-<task>-<id>. With `destination` (the CLI's --out DIR) the
+    finished files are moved into that folder one by one with atomic renames.
+    """
+
+    def __init__(self, outputs: Path, task: str, destination: Path | None = None) -> None:
+        self.name = new_run_name(task)
+        self.final = destination or outputs / task / self.name
+        self.staging = self.final.parent / f".staging-{self.name}"
+        self.staging.mkdir(parents=True)
+
+    def commit(self) -> Path:
+        if not self.final.exists():
+            self.staging.rename(self.final)
+            return self.final
+        for entry in self.staging.iterdir():
+            target = self.final / entry.name
+            if target.is_dir() and entry.is_dir():
+                shutil.rmtree(target)
+            entry.replace(target)
+        self.staging.rmdir()
+        return self.final
+
+    def discard(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def write_settings(path: Path, *, task: str, inputs: Mapping[str, Any], options: Mapping[str, Any],
+                   checkpoints: Mapping[str, Any], device: str, dtype: str, timings: Mapping[str, float],
+                   outputs: Mapping[str, Path], folder: Path) -> dict[str, Any]:
+    """settings.json: every option (seed included), input names, versions, checkpoint revisions, timings."""
+
+    def describe(value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return [describe(v) for v in value]
+        if isinstance(value, Path):
+            return value.name
+        if isinstance(value, (str, int, float, bool)) or value is None:
+            return value
+        return type(value).__name__
+
+    settings = {
+        "task": task,
+        "created": datetime.now().isoformat(timespec="seconds"),
+        "options": dict(options),
+        "inputs": {k: describe(v) for k, v in inputs.items()},
+        "outputs": {k: str(p.relative_to(folder)) if p.is_relative_to(folder) else p.name for k, p in outputs.items()},
+        "checkpoints": dict(checkpoints),
+        "device": device,
+        "dtype": dtype,
+        "versions": versions(),
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+    }
+    path.write_text(json.dumps(settings, indent=2))
+    return settings
+
+
+class Stopwatch:
+    def __init__(self, timings: dict[str, float], name: str) -> None:
+        self.timings, self.name = timings, name
+
+    def __enter__(self) -> "Stopwatch":
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.timings[self.name] = self.timings.get(self.name, 0.0) + time.perf_counter() - self.start

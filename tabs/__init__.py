@@ -1,0 +1,33 @@
+"""The Gradio UI: a header, a settings sidebar and one tab per task whose pipeline exists, plus the Models tab."""
+from __future__ import annotations
+
+import importlib
+
+import gradio as gr
+
+from engine import Engine
+
+THEME = gr.themes.Soft()
+TAB_MODULES = {"dance": "tabs.dance"}
+
+
+def build_app(engine: Engine) -> gr.Blocks:
+    with gr.Blocks(title="Animate Studio", fill_width=True, delete_cache=(3600, 86400)) as demo:
+        gr.Markdown("# Animate Studio\nBring still images to life. Every model downloads once, on first use.")
+        with gr.Sidebar(label="Settings", open=False):
+            gr.Markdown(_settings_text(engine))
+        with gr.Tabs():
+            for task, module in TAB_MODULES.items():
+                if task in engine.tasks:
+                    importlib.import_module(module).build(engine)
+            importlib.import_module("tabs.models").build(engine)
+    return demo
+
+
+def _settings_text(engine: Engine) -> str:
+    c = engine.config
+    cache = c.cache_dir or "default Hugging Face cache"
+    return (f"**Device** {c.device} · **dtype** {c.dtype} · **offload** {c.offload}\n\n"
+            f"**Outputs** `{c.outputs}`\n\n**Checkpoint cache** `{cache}`"
+            f"{' (offline)' if engine.hub.offline else ''}\n\n"
+            "Change these with the flags of `python app.py --help`.")

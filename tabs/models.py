@@ -1,0 +1,47 @@
+"""Models tab: every checkpoint each task needs, whether it is cached, and a download button per task."""
+from __future__ import annotations
+
+import gradio as gr
+
+from engine import Engine, user_message
+from engine.errors import AnimateError
+
+COLUMNS = ["task", "checkpoint", "repo", "files", "size", "gated", "cached", "path"]
+
+
+def table(engine: Engine) -> list[list[object]]:
+    return [[("yes" if r[c] else "no") if isinstance(r[c], bool) else r[c] for c in COLUMNS]
+            for r in engine.checkpoint_rows()]
+
+
+def gated_note(engine: Engine) -> str:
+    gated = {r["repo"]: r["url"] for r in engine.checkpoint_rows() if r["gated"]}
+    if not gated:
+        return "No checkpoint of the available tasks is gated."
+    links = ", ".join(f"[{repo}]({url})" for repo, url in gated.items())
+    return (f"**Gated checkpoints**: {links}. Open each page while logged in to Hugging Face, accept the licence, "
+            "then create a read token (huggingface.co/settings/tokens) and start the app with `HF_TOKEN` set "
+            "(on a Space: add it as a secret).")
+
+
+def build(engine: Engine) -> None:
+    with gr.Tab("Models", id="models"):
+        gr.Markdown("Checkpoints download from the Hugging Face Hub on first use. Fetch a task's models ahead of "
+                    "time here or with `python -m engine download TASK`.")
+        grid = gr.Dataframe(value=table(engine), headers=COLUMNS, interactive=False, wrap=True, label="Checkpoints")
+        gr.Markdown(gated_note(engine))
+        with gr.Row():
+            task = gr.Dropdown(choices=list(engine.tasks), value=next(iter(engine.tasks), None), label="Task")
+            download = gr.Button("Download checkpoints", variant="primary")
+            refresh = gr.Button("Refresh")
+        status = gr.Markdown()
+
+        def do_download(name: str, progress: gr.Progress = gr.Progress()) -> tuple[list[list[object]], str]:
+            try:
+                paths = engine.download(name, lambda f, m: progress(f, desc=m))
+            except AnimateError as exc:
+                raise gr.Error(user_message(exc), duration=None) from exc
+            return table(engine), "Downloaded: " + ", ".join(f"`{k}` -> `{v}`" for k, v in paths.items())
+
+        download.click(do_download, task, [grid, status], api_name="download_checkpoints")
+        refresh.click(lambda: table(engine), None, grid, api_name="list_checkpoints")

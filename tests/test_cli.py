@@ -1,0 +1,72 @@
+"""The command line: help, list, download --dry-run, exit codes with one-line reasons."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.__main__ import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_runs_as_a_module() -> None:
+    done = subprocess.run([sys.executable, "-m", "engine", "--help"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0
+    for command in ("list", "download", "bench", "dance"):
+        assert command in done.stdout
+
+
+def test_task_help_lists_inputs_and_options(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["dance", "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0
+    for flag in ("--sheet", "--poses", "--fps", "--format", "--background", "--out", "--device"):
+        assert flag in out
+
+
+def test_list_shows_cached_tiny_checkpoints(capsys, tiny_hub: Path) -> None:
+    code, out, _ = cli(capsys, "list", "--cache-dir", str(tiny_hub), "--offline")
+    assert code == 0
+    assert "dance:" in out and "nev/CoNR @ 8abc56d553e3" in out and "cached" in out
+    assert str(tiny_hub) in out
+
+
+def test_list_on_empty_cache_says_not_cached(capsys, tmp_path: Path) -> None:
+    code, out, _ = cli(capsys, "list", "--cache-dir", str(tmp_path), "--offline")
+    assert code == 0 and "not cached" in out
+
+
+def test_download_dry_run_offline_is_a_one_line_checkpoint_error(capsys, tmp_path: Path) -> None:
+    code, out, err = cli(capsys, "download", "dance", "--dry-run", "--cache-dir", str(tmp_path), "--offline")
+    assert code == 3
+    assert err.startswith("error: ") and err.count("\n") == 1 and "offline" in err
+
+
+def test_download_without_network_explains(capsys, tmp_path: Path) -> None:
+    code, _, err = cli(capsys, "download", "dance", "--cache-dir", str(tmp_path))
+    assert code == 3 and ("Could not reach the Hugging Face Hub" in err or "offline" in err)
+
+
+def test_download_dry_run_of_cached_task_reports_nothing_to_fetch(capsys, tiny_hub: Path) -> None:
+    code, out, _ = cli(capsys, "download", "dance", "--dry-run", "--cache-dir", str(tiny_hub), "--offline")
+    assert code == 0 and "already cached" in out and "total to download: 0 KB" in out
+
+
+def test_bad_input_exits_2_with_reason(capsys, tiny_hub: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "sheet.png"
+    bad.write_text("not a png")
+    code, _, err = cli(capsys, "dance", "--sheet", str(bad), "--out", str(tmp_path / "out"),
+                       "--cache-dir", str(tiny_hub), "--offline", "--device", "cpu")
+    assert code == 2 and "sheet.png" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,121 @@
+"""Jobs: inputs validated before models load, atomic run folders, cancellation, settings.json, seeding."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine import Engine
+from engine.errors import InputError, JobCancelled
+from engine.jobs import JobContext
+from engine.tasks import Input, Option, TaskSpec
+
+EVENTS: list[str] = []
+
+
+def validate(inputs: dict, options: dict) -> dict:
+    EVENTS.append("validate")
+    if not Path(inputs["text"]).is_file():
+        raise InputError("text file missing")
+    return {"text": Path(inputs["text"]).read_text()}
+
+
+def execute(ctx: JobContext) -> dict[str, Path]:
+    EVENTS.append("execute")
+    out = ctx.path("result.txt")
+    out.write_text(ctx.inputs["text"].upper() + f" {np.random.rand():.6f}")
+    for step in range(3):
+        ctx.progress(step / 3, f"step {step}")
+        if ctx.options["mode"] == "cancel" and step == 1:
+            ctx.cancel.cancel()
+        ctx.cancel.check()
+        if ctx.options["mode"] == "crash" and step == 2:
+            raise RuntimeError("boom")
+    return {"result": out}
+
+
+ECHO = TaskSpec(
+    name="echo", title="Echo", description="test task", checkpoints=(),
+    inputs=(Input("text", "file", "a text file"),),
+    options=(Option("mode", "choice", "ok", "behaviour", choices=("ok", "cancel", "crash")),
+             Option("seed", "int", -1, "seed")),
+    pipeline="", validate="tests.test_jobs:validate", execute="tests.test_jobs:execute", bench="",
+    tiny_checkpoints="")
+
+
+@pytest.fixture
+def echo_engine(engine: Engine, tmp_path: Path) -> tuple[Engine, Path]:
+    engine.tasks["echo"] = ECHO
+    text = tmp_path / "in.txt"
+    text.write_text("hello")
+    EVENTS.clear()
+    return engine, text
+
+
+def run_files(outputs: Path) -> list[Path]:
+    return sorted(p for p in outputs.rglob("*") if p.is_file())
+
+
+def test_successful_run_writes_result_and_settings(echo_engine) -> None:
+    engine, text = echo_engine
+    seen = []
+    result = engine.run("echo", {"text": text}, {"seed": 7}, progress=lambda f, m: seen.append((f, m)))
+    assert result.files["result"].read_text().startswith("HELLO")
+    settings = json.loads(result.files["settings"].read_text())
+    assert settings["options"] == {"mode": "ok", "seed": 7} and settings["inputs"] == {"text": "in.txt"}
+    assert settings["task"] == "echo" and "torch" in settings["versions"] and "run" in settings["timings_s"]
+    assert result.folder.parent == Path(engine.config.outputs) / "echo"
+    assert seen[-1] == (1.0, "Done") and ("step 1" in [m for _, m in seen])
+    again = engine.run("echo", {"text": text}, {"seed": 7})
+    assert again.files["result"].read_text() == result.files["result"].read_text()  # same seed, same output
+
+
+def test_random_seed_is_recorded(echo_engine) -> None:
+    engine, text = echo_engine
+    settings = engine.run("echo", {"text": text}).settings
+    assert 0 <= settings["options"]["seed"] < 2**32
+
+
+def test_bad_input_fails_before_execution_and_writes_nothing(echo_engine, tmp_path: Path) -> None:
+    engine, _ = echo_engine
+    with pytest.raises(InputError, match="text file missing"):
+        engine.run("echo", {"text": tmp_path / "nope.txt"})
+    assert EVENTS == ["validate"] and run_files(Path(engine.config.outputs)) == []
+    with pytest.raises(InputError, match="must be one of"):
+        engine.run("echo", {"text": tmp_path / "nope.txt"}, {"mode": "fast"})
+    with pytest.raises(InputError, match="Unknown option"):
+        engine.run("echo", {"text": tmp_path / "nope.txt"}, {"colour": "red"})
+
+
+@pytest.mark.parametrize("mode, error", [("cancel", JobCancelled), ("crash", RuntimeError)])
+def test_failed_or_cancelled_run_leaves_no_files(echo_engine, mode: str, error: type) -> None:
+    engine, text = echo_engine
+    with pytest.raises(error):
+        engine.run("echo", {"text": text}, {"mode": mode})
+    assert run_files(Path(engine.config.outputs)) == []
+    assert not any(Path(engine.config.outputs).rglob(".staging-*"))
+
+
+def test_cancel_by_owner_reaches_the_running_job(echo_engine) -> None:
+    engine, text = echo_engine
+    cancelled = []
+
+    def progress(fraction: float, message: str) -> None:
+        if message == "step 1":
+            cancelled.append(engine.cancel("session-1"))
+
+    with pytest.raises(JobCancelled):
+        engine.run("echo", {"text": text}, progress=progress, owner="session-1")
+    assert cancelled == [True] and engine.cancel("session-1") is False
+
+
+def test_out_dir_receives_files_atomically(echo_engine, tmp_path: Path) -> None:
+    engine, text = echo_engine
+    out = tmp_path / "cli-out"
+    out.mkdir()
+    (out / "result.txt").write_text("old")
+    result = engine.run("echo", {"text": text}, out_dir=out)
+    assert result.folder == out and (out / "result.txt").read_text().startswith("HELLO")
+    assert (out / "settings.json").is_file() and not list(out.parent.glob(".staging-*"))

@@ -7,6 +7,7 @@ one-GPU-job lock and writes the results plus settings.json into a fresh run fold
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -167,7 +168,8 @@ class Engine:
                 cancel.check()
             checkpoints = self._used_checkpoints(spec)
             timings["run"] = timings.get("run", 0.0) - timings.get("load", 0.0)
-            settings = write_settings(folder.staging / "settings.json", task=task, inputs=inputs, options=resolved,
+            settings = write_settings(folder.staging / "settings.json", task=task,
+                                      inputs=_recorded_inputs(spec, inputs), options=resolved,
                                       checkpoints=checkpoints, device=str(self.device), dtype=str(self.dtype),
                                       timings=timings, outputs=files, folder=folder.staging)
             final = folder.commit()
@@ -195,6 +197,16 @@ class Engine:
         from engine import runtime
 
         return load_attr(self.task(task).bench)(device=str(runtime.choose_device(device)), size=size, **kwargs)
+
+
+def _recorded_inputs(spec: TaskSpec, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Inputs as settings.json records them: JSON files by content (so a run can be repeated), others by name."""
+    kinds = {item.name: item.kind for item in spec.inputs}
+    recorded = dict(inputs)
+    for name, value in inputs.items():
+        if kinds.get(name) == "json" and isinstance(value, (str, Path)) and Path(value).is_file():
+            recorded[name] = json.loads(Path(value).read_text())
+    return recorded
 
 
 def user_message(exc: BaseException) -> str:

@@ -16,6 +16,7 @@ from engine.hub import CONFIG_DIR
 
 TASK_MODULES = (
     "engine.pipelines.dance.task",
+    "engine.pipelines.motion.task",
 )
 
 

@@ -6,12 +6,25 @@ import gradio as gr
 from engine import Engine, user_message
 from engine.errors import AnimateError
 
-COLUMNS = ["task", "checkpoint", "repo", "files", "size", "gated", "cached", "path"]
+COLUMNS = ["task", "checkpoint", "repo", "size", "gated", "cached", "path", "files"]
 
 
 def table(engine: Engine) -> list[list[object]]:
     return [[("yes" if r[c] else "no") if isinstance(r[c], bool) else r[c] for c in COLUMNS]
             for r in engine.checkpoint_rows()]
+
+
+def totals(engine: Engine) -> str:
+    """Download size per task, e.g. 'dance: 1.2 GB (all cached)'."""
+    from engine.hub import human_size
+
+    parts = []
+    for name in engine.tasks:
+        rows = [r for r in engine.checkpoint_rows() if r["task"] == name]
+        missing = sum(r["size_mb"] for r in rows if not r["cached"]) * 2**20
+        state = "all cached" if not missing else f"{human_size(missing)} still to download"
+        parts.append(f"**{name}**: {human_size(sum(r['size_mb'] for r in rows) * 2**20)} ({state})")
+    return " · ".join(parts)
 
 
 def gated_note(engine: Engine) -> str:
@@ -29,6 +42,7 @@ def build(engine: Engine) -> None:
         gr.Markdown("Checkpoints download from the Hugging Face Hub on first use. Fetch a task's models ahead of "
                     "time here or with `python -m engine download TASK`.")
         grid = gr.Dataframe(value=table(engine), headers=COLUMNS, interactive=False, wrap=True, label="Checkpoints")
+        sizes = gr.Markdown(totals(engine))
         gr.Markdown(gated_note(engine))
         with gr.Row():
             task = gr.Dropdown(choices=list(engine.tasks), value=next(iter(engine.tasks), None), label="Task")
@@ -36,12 +50,13 @@ def build(engine: Engine) -> None:
             refresh = gr.Button("Refresh")
         status = gr.Markdown()
 
-        def do_download(name: str, progress: gr.Progress = gr.Progress()) -> tuple[list[list[object]], str]:
+        def do_download(name: str, progress: gr.Progress = gr.Progress()) -> tuple[list[list[object]], str, str]:
             try:
                 paths = engine.download(name, lambda f, m: progress(f, desc=m))
             except AnimateError as exc:
                 raise gr.Error(user_message(exc), duration=None) from exc
-            return table(engine), "Downloaded: " + ", ".join(f"`{k}` -> `{v}`" for k, v in paths.items())
+            done = "Downloaded: " + ", ".join(f"`{k}` -> `{v}`" for k, v in paths.items())
+            return table(engine), totals(engine), done
 
-        download.click(do_download, task, [grid, status], api_name="download_checkpoints")
+        download.click(do_download, task, [grid, sizes, status], api_name="download_checkpoints")
         refresh.click(lambda: table(engine), None, grid, api_name="list_checkpoints")

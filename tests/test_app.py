@@ -56,12 +56,12 @@ def test_models_tab_lists_checkpoints_over_the_api(live_app, tiny_hub: Path) -> 
     table = client.predict(api_name="/list_checkpoints")
     rows = table["data"] if isinstance(table, dict) else table
     by_name = {row[1]: row for row in rows}
-    assert by_name["conr"][2] == "nev/CoNR" and by_name["conr"][6] == "yes"
-    assert str(tiny_hub) in by_name["conr"][7]
+    assert by_name["conr"][2] == "nev/CoNR" and by_name["conr"][5] == "yes"
+    assert str(tiny_hub) in by_name["conr"][6] and "weights/shader.pth" in by_name["conr"][7]
     assert by_name["anime_seg"][2] == "skytnt/anime-seg"
 
 
 def test_download_button_reports_cached_paths(live_app) -> None:
     _, client = live_app
-    _, status = client.predict("dance", api_name="/download_checkpoints")
-    assert "`conr`" in status and "snapshots" in status
+    _, sizes, status = client.predict("dance", api_name="/download_checkpoints")
+    assert "`conr`" in status and "snapshots" in status and "**dance**" in sizes and "all cached" in sizes

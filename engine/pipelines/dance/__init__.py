@@ -1,0 +1,1 @@
+"""CoNR character-sheet dancing: networks, sheet and pose preprocessing, pipeline, tiny checkpoints, bench."""

@@ -1,0 +1,212 @@
+"""Character-sheet dancing job: read and check the user's files (before any model loads), run CoNR, write outputs."""
+from __future__ import annotations
+
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from engine import media
+from engine.errors import InputError
+from engine.jobs import JobContext
+from engine.pipelines.dance.cutout import MODEL_FILE, AnimeCutout, needs_cutout, write_tiny_model
+from engine.pipelines.dance.udp import IMAGE_EXTENSIONS, UDP_EXTENSIONS, open_pose_sequence
+
+MAX_SHEETS = 8
+EXAMPLE_POSES = "poses_template.zip"
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif", ".m4v")
+PREVIEW_FRAMES = 12
+
+
+def _pose_mode(path: Path) -> str:
+    """'udp' for .npz frames (a zip/folder of them), 'parser' for a video or a zip/folder of pictures."""
+    if path.suffix.lower() in VIDEO_EXTENSIONS:
+        return "parser"
+    if path.is_dir():
+        names = [p.name for p in path.iterdir()]
+    elif zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    else:
+        raise InputError(f"'{path.name}' is not a pose sequence. Give a .zip or folder of UDP .npz frames, a dance "
+                         f"video ({', '.join(VIDEO_EXTENSIONS)}), or a .zip/folder of pose pictures.")
+    lowered = [n.lower() for n in names]
+    if any(n.endswith(UDP_EXTENSIONS) for n in lowered):
+        return "udp"
+    if any(n.endswith(IMAGE_EXTENSIONS) for n in lowered):
+        return "parser"
+    raise InputError(f"'{path.name}' holds no .npz pose frames and no pictures. Give UDP .npz frames (key 'i') "
+                     f"or pose pictures.")
+
+
+def _check_sheet(path: Path, image: np.ndarray) -> None:
+    """The pipeline's own sheet checks (visible character, some transparency), with the file named."""
+    from engine.pipelines.dance.pipeline import WORKING_SIZE
+    from engine.pipelines.dance.sheets import prepare_sheets
+
+    try:
+        prepare_sheets([image], WORKING_SIZE)
+    except InputError as exc:
+        raise InputError(f"{path.name}: {exc}") from None
+
+
+def _read_sheets(sheets: list[Path], masks: list[Path]) -> list[np.ndarray]:
+    if not sheets:
+        raise InputError("Add at least one character-sheet image (up to 8 views of the same character).")
+    if len(sheets) > MAX_SHEETS:
+        raise InputError(f"{len(sheets)} sheets given; CoNR takes 1 to {MAX_SHEETS}. Remove some views.")
+    if masks and len(masks) != len(sheets):
+        raise InputError(f"{len(masks)} masks for {len(sheets)} sheets: give one mask per sheet, in the same order.")
+    images = [media.read_image(p) for p in sheets]
+    for i, mask_path in enumerate(masks):
+        mask = media.read_image(mask_path, keep_alpha=False)
+        if mask.shape[:2] != images[i].shape[:2]:
+            raise InputError(f"Mask '{Path(mask_path).name}' is {mask.shape[1]}x{mask.shape[0]} but sheet "
+                             f"'{Path(sheets[i]).name}' is {images[i].shape[1]}x{images[i].shape[0]}: sizes must match.")
+        images[i] = np.dstack([images[i][..., :3], mask.max(axis=-1)])
+        if images[i][..., 3].max() == 0:
+            raise InputError(f"Mask '{Path(mask_path).name}' is empty (all black): paint the character white.")
+    return images
+
+
+def validate(inputs: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """Read the sheets and check every input and option. Nothing heavy happens here."""
+    sheets = [Path(p) for p in inputs.get("sheets") or []]
+    images = _read_sheets(sheets, [Path(p) for p in inputs.get("masks") or []])
+    cut = [needs_cutout(img) for img in images]
+    for path, image, needed in zip(sheets, images, cut):
+        if not needed:
+            _check_sheet(path, image)
+    if any(cut) and not options["cutout"]:
+        names = ", ".join(p.name for p, c in zip(sheets, cut) if c)
+        raise InputError(f"{names}: no transparent area. Turn on automatic cut-out, upload masks, or save the "
+                         f"sheets as PNGs with a transparent background.")
+    poses = inputs.get("poses")
+    pose_mode = _pose_mode(Path(poses)) if poses else "udp"
+    if poses and Path(poses).suffix.lower() in VIDEO_EXTENSIONS:
+        media.video_info(poses)
+    elif poses:  # opening reads every frame header: bad frames fail now, before any model loads
+        _check_range(options, open_pose_sequence(Path(poses), pose_mode), pose_mode)
+    background = options["background"].strip()
+    if background == "image":
+        if not inputs.get("background_image"):
+            raise InputError("background is 'image' but no background image was given.")
+        backdrop: Any = media.read_image(inputs["background_image"], keep_alpha=False)
+    elif background.startswith("#"):
+        backdrop = media.parse_colour(background)
+    elif background == "transparent":
+        backdrop = None
+    else:
+        raise InputError(f"background '{background}' is not transparent, a #RRGGBB colour or 'image'.")
+    return {"sheets": images, "sheet_names": [p.name for p in sheets], "needs_cutout": cut,
+            "poses": Path(poses) if poses else None, "pose_mode": pose_mode, "backdrop": backdrop}
+
+
+def pipeline_options(options: Mapping[str, Any], pose_mode: str) -> dict[str, Any]:
+    """The task's options as DancePipeline reads them (frame_end -1 means 'to the end')."""
+    return dict(options, pose_mode=pose_mode, frame_end=None if options["frame_end"] < 0 else options["frame_end"])
+
+
+def _check_range(options: Mapping[str, Any], poses: Any, pose_mode: str) -> int:
+    """Frames the job will render; InputError for an empty sequence or range."""
+    from engine.pipelines.dance.pipeline import frame_count
+
+    if len(poses) == 0:
+        raise InputError("The pose sequence has zero frames.")
+    return frame_count(poses, pipeline_options(options, pose_mode))
+
+
+def _pose_source(ctx: JobContext) -> Any:
+    """The pose sequence object the pipeline reads: given file, decoded video frames, or the example motion."""
+    path, mode = ctx.inputs["poses"], ctx.inputs["pose_mode"]
+    if path is None:
+        path = ctx.checkpoint("conr") / EXAMPLE_POSES
+    elif path.suffix.lower() in VIDEO_EXTENSIONS:
+        frames_dir = ctx.path("video_frames")
+        count = media.write_png_sequence(frames_dir, media.iter_video(path))
+        if count == 0:
+            raise InputError(f"'{path.name}' contains no video frames.")
+        path = frames_dir
+    poses = open_pose_sequence(path, mode)
+    _check_range(ctx.options, poses, mode)
+    return poses
+
+
+def _cut_out(ctx: JobContext) -> list[np.ndarray]:
+    sheets = list(ctx.inputs["sheets"])
+    if any(ctx.inputs["needs_cutout"]):
+        ctx.progress(0.0, "Cutting out the character sheets")
+        cutter = AnimeCutout(ctx.checkpoint("anime_seg") / MODEL_FILE)
+        folder = ctx.path("cutouts")
+        folder.mkdir()
+        for i, needed in enumerate(ctx.inputs["needs_cutout"]):
+            if needed:
+                sheets[i] = cutter(sheets[i])
+                media.write_png(folder / f"{i:02d}.png", sheets[i])
+    return sheets
+
+
+def execute(ctx: JobContext) -> dict[str, Path]:
+    sheets = _cut_out(ctx)
+    poses = _pose_source(ctx)
+    total = _check_range(ctx.options, poses, ctx.inputs["pose_mode"])
+    pipeline = ctx.pipeline()
+    frames = pipeline({"sheets": sheets, "poses": poses}, pipeline_options(ctx.options, ctx.inputs["pose_mode"]),
+                      ctx.progress, ctx.cancel)
+    preview_at = set(np.linspace(0, total - 1, min(PREVIEW_FRAMES, total)).round().astype(int).tolist())
+    preview_dir = ctx.path("preview")
+    preview_dir.mkdir()
+    backdrop = ctx.inputs["backdrop"]
+
+    def with_previews() -> Iterator[np.ndarray]:
+        for i, frame in enumerate(frames):
+            if i in preview_at:
+                media.write_png(preview_dir / f"{i:06d}.png", media.composite(frame, backdrop))
+            yield frame
+
+    outputs: dict[str, Path] = {}
+    fmt, fps = ctx.options["format"], ctx.options["fps"]
+    if fmt == "mp4":
+        outputs["video"] = ctx.path("result.mp4")
+        media.write_mp4(outputs["video"], (media.composite(f, backdrop) for f in with_previews()), fps)
+    elif fmt == "webm":
+        outputs["video"] = ctx.path("result.webm")
+        media.write_webm_alpha(outputs["video"], (_straight(f, backdrop) for f in with_previews()), fps)
+    else:
+        frames_dir = ctx.path("frames")
+        media.write_png_sequence(frames_dir, (_straight(f, backdrop) for f in with_previews()))
+        outputs["frames"] = frames_dir
+        outputs["archive"] = Path(shutil.make_archive(str(ctx.path("frames")), "zip", frames_dir))
+    if ctx.path("video_frames").exists():
+        shutil.rmtree(ctx.path("video_frames"))
+    outputs["preview"] = preview_dir
+    if ctx.path("cutouts").exists():
+        outputs["cutouts"] = ctx.path("cutouts")
+    return outputs
+
+
+def _straight(frame: np.ndarray, backdrop: Any) -> np.ndarray:
+    """RGBA with straight alpha; a chosen background is composited in (then fully opaque)."""
+    if backdrop is None:
+        return media.unpremultiply(frame)
+    rgb = media.composite(frame, backdrop)
+    return np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+
+
+def cutout_previews(engine: Any, sheets: list[Path]) -> list[np.ndarray]:
+    """What automatic cut-out makes of each sheet (sheets that already have transparency are returned as they are)."""
+    images = _read_sheets(sheets, [])
+    if not any(needs_cutout(img) for img in images):
+        return images
+    cutter = AnimeCutout(engine.checkpoint("anime_seg") / MODEL_FILE)
+    return [cutter(img) if needs_cutout(img) else img for img in images]
+
+
+def write_tiny_checkpoints(folders: Mapping[str, Path], seed: int = 0) -> None:
+    """Tiny CoNR files in the nev/CoNR Space layout, and a tiny cut-out model in the anime-seg layout."""
+    from engine.pipelines.dance.tiny import write_tiny_checkpoints as write_conr
+
+    write_conr(folders["conr"], seed=seed)
+    write_tiny_model(folders["anime_seg"] / MODEL_FILE)

@@ -1,0 +1,42 @@
+"""Character-sheet dancing (CoNR): the task's inputs and options, shared by the CLI, the tab and configs/dance.yaml."""
+from engine.tasks import Input, Option, TaskSpec
+
+TASK = TaskSpec(
+    name="dance",
+    title="Character-sheet dancing (CoNR)",
+    description="Anime character sheets + a pose sequence -> a video of the character dancing.",
+    checkpoints=("conr",),
+    optional_checkpoints=("anime_seg",),
+    inputs=(
+        Input("sheets", "image", "character-sheet image of one character (PNG with transparency, or any image to cut "
+              "out automatically); 1 to 8 views", multiple=True, cli_flag="--sheet"),
+        Input("masks", "image", "optional alpha mask per sheet (white = character), same order and size as the sheets",
+              required=False, multiple=True, cli_flag="--mask"),
+        Input("poses", "file", "pose sequence: a .zip or folder of UDP .npz frames, or an anime dance video / zip of "
+              "frames whose poses the parser predicts (default: the built-in example motion)", required=False),
+        Input("background_image", "image", "background picture for the video (with --background image)",
+              required=False),
+    ),
+    options=(
+        Option("fps", "int", 30, "frame rate of the result", minimum=1, maximum=60),
+        Option("format", "choice", "mp4", "mp4 on the background, webm keeping transparency, or png frames (RGBA)",
+               choices=("mp4", "webm", "png")),
+        Option("background", "str", "transparent",
+               "transparent (black in mp4, as the original), a colour #RRGGBB, or 'image' for --background-image"),
+        Option("output_size", "choice", "crop", "crop: paste into the pose frame as the original; fit: resize to "
+               "width x height", choices=("crop", "fit")),
+        Option("width", "int", 512, "output width for output_size=fit", minimum=64, maximum=2048, step=2,
+               advanced=True),
+        Option("height", "int", 512, "output height for output_size=fit", minimum=64, maximum=2048, step=2,
+               advanced=True),
+        Option("frame_start", "int", 0, "first pose frame to render", minimum=0, advanced=True),
+        Option("frame_end", "int", -1, "frame after the last one to render (-1: to the end)", minimum=-1,
+               advanced=True),
+        Option("cutout", "bool", True, "cut out sheets that have no transparency automatically", advanced=True),
+    ),
+    pipeline="engine.pipelines.dance.pipeline:DancePipeline",
+    validate="engine.pipelines.dance.job:validate",
+    execute="engine.pipelines.dance.job:execute",
+    bench="engine.pipelines.dance.bench:bench",
+    tiny_checkpoints="engine.pipelines.dance.job:write_tiny_checkpoints",
+)

@@ -1,0 +1,1 @@
+"""MOFA-Video shared core: SVD UNet with ControlNet residuals, flow ControlNet, CMP, softsplat, flows."""

@@ -1,0 +1,175 @@
+"""Trajectory animation job: read and check the picture, trajectories and brush (before any model loads), run
+MOFA-Video, write result.mp4, flow.mp4, hint.png and the drawings used; plus the tab's live motion-field preview.
+
+Trajectories are given in the input picture's pixels. The model works on the picture resized so its short side is
+`size` and centre-cropped to multiples of 64, so points in the cropped-away border are rejected here with a message
+that says so, instead of failing after the models have loaded.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from engine import media
+from engine.errors import InputError
+from engine.jobs import JobContext
+
+TASK = "motion"
+EXAMPLE = "[[[120, 200], [180, 190], [240, 200]], [[400, 300], [400, 240]]]"
+
+
+# ---------------------------------------------------------------------------------------------------- trajectories
+
+def parse_trajectories(value: Any, source: str = "trajectories") -> list[list[list[float]]]:
+    """A traj.json path, JSON text or an already-parsed list -> list of trajectories of [x, y] floats.
+
+    Only the structure is checked here; point counts and positions are checked against the picture by
+    `check_trajectories`.
+    """
+    if isinstance(value, Path):
+        if not value.is_file():
+            raise InputError(f"Trajectory file '{value.name}' does not exist. Give a JSON file such as {EXAMPLE}.")
+        source, value = value.name, value.read_text(encoding="utf-8", errors="replace")
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"'{source}' is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}). "
+                             f"Write a list of trajectories of [x, y] points, e.g. {EXAMPLE}.") from None
+    if not isinstance(value, list):
+        raise InputError(f"'{source}' must be a list of trajectories (each a list of [x, y] points), e.g. {EXAMPLE}.")
+    tracks = []
+    for i, track in enumerate(value, start=1):
+        if not isinstance(track, list) or not all(_is_point(p) for p in track):
+            raise InputError(f"Trajectory {i} in '{source}' must be a list of [x, y] number pairs, e.g. "
+                             f"[[120, 200], [180, 190]]; got {json.dumps(track)[:60]}.")
+        tracks.append([[float(x), float(y)] for x, y in track])
+    return tracks
+
+
+def _is_point(point: Any) -> bool:
+    return (isinstance(point, (list, tuple)) and len(point) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in point))
+
+
+def check_trajectories(tracks: list[list[list[float]]], image: np.ndarray, size: int) -> None:
+    """At least one trajectory; each with >= 2 points inside the picture and inside the part the model sees."""
+    from engine.pipelines.motion import flows
+
+    height, width = image.shape[:2]
+    flows.validate_trajectories(tracks, width, height)
+    prepared, transform = flows.prepare_image(image, size)
+    crop_h, crop_w = prepared.shape[:2]
+    scale, left, top = transform
+    for i, track in enumerate(flows.transform_points(tracks, transform), start=1):
+        points = np.asarray(track)
+        if (points < 0).any() or (points[:, 0] >= crop_w).any() or (points[:, 1] >= crop_h).any():
+            x0, y0 = left / scale, top / scale
+            x1, y1 = (left + crop_w) / scale, (top + crop_h) / scale
+            raise InputError(f"Trajectory {i} reaches the border that is cropped away: the model sees x "
+                             f"{x0:.0f}..{x1:.0f}, y {y0:.0f}..{y1:.0f} of the {width}x{height} picture "
+                             f"(short side resized to {size}, centre-cropped to multiples of 64). Draw inside it.")
+
+
+# ---------------------------------------------------------------------------------------------------- brush
+
+def read_brush(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
+    """Mask picture -> uint8 HxW, 255 where painted (bright, and opaque if it has transparency)."""
+    pixels = media.read_image(path)
+    painted = pixels[..., :3].max(axis=-1) > 127
+    if pixels.shape[-1] == 4:
+        painted &= pixels[..., 3] > 127
+    name = Path(path).name
+    if painted.shape != shape:
+        raise InputError(f"Motion brush '{name}' is {painted.shape[1]}x{painted.shape[0]} but the picture is "
+                         f"{shape[1]}x{shape[0]}: paint the brush on the same picture.")
+    if not painted.any():
+        raise InputError(f"Motion brush '{name}' is empty (nothing painted white). Paint the region that should "
+                         "move, or leave the brush out.")
+    return painted.astype(np.uint8) * 255
+
+
+# ---------------------------------------------------------------------------------------------------- job
+
+def _pipeline_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    from engine.pipelines.motion.pipeline import MotionOptions
+
+    return {name: options[name] for name in MotionOptions.__dataclass_fields__ if name in options}
+
+
+def validate(inputs: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """Read the picture, trajectories and brush and check them and the options. No model is touched."""
+    from engine.pipelines.motion.pipeline import MotionOptions
+
+    MotionOptions.parse(_pipeline_options(options))
+    if not inputs.get("image"):
+        raise InputError("No picture given. Upload an image (CLI: --image PATH).")
+    image = media.read_image(inputs["image"], keep_alpha=False)
+    if inputs.get("trajectories") is None:
+        raise InputError(f"No trajectories given. Draw them on the picture (CLI: --trajectories traj.json holding "
+                         f"e.g. {EXAMPLE}).")
+    raw = inputs["trajectories"]
+    tracks = parse_trajectories(Path(raw) if isinstance(raw, str) else raw)
+    check_trajectories(tracks, image, options["size"])
+    brush = read_brush(inputs["brush"], image.shape[:2]) if inputs.get("brush") else None
+    return {"image": image, "trajectories": tracks, "brush": brush}
+
+
+def to_uint8(frames: np.ndarray) -> np.ndarray:
+    """Float frames in [0, 1] -> uint8."""
+    return (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def execute(ctx: JobContext) -> dict[str, Path]:
+    pipeline = ctx.pipeline()
+    out = pipeline(ctx.inputs, _pipeline_options(ctx.options), ctx.progress, ctx.cancel)
+    fps = ctx.options["fps"]
+    outputs = {"video": ctx.path("result.mp4"), "flow": ctx.path("flow.mp4"), "hint": ctx.path("hint.png"),
+               "trajectories": ctx.path("trajectories.json")}
+    media.write_mp4(outputs["video"], to_uint8(out["frames"]), fps)
+    media.write_mp4(outputs["flow"], out["flow_frames"], fps)
+    media.write_png(outputs["hint"], out["hint"])
+    # The drawings as used, so the run can be repeated: --trajectories trajectories.json [--brush brush.png].
+    outputs["trajectories"].write_text(json.dumps(ctx.inputs["trajectories"]))
+    if ctx.inputs["brush"] is not None:
+        outputs["brush"] = media.write_png(ctx.path("brush.png"), ctx.inputs["brush"])
+    return outputs
+
+
+# ---------------------------------------------------------------------------------------------------- live preview
+
+def preview(engine: Any, image: np.ndarray, trajectories: list, brush: np.ndarray | None = None,
+            size: int = 512) -> tuple[np.ndarray | None, str]:
+    """The dense motion field CMP makes of the drawings (colour-coded, last frame), before any diffusion runs.
+
+    Returns (picture, "") or (None, why not): no finished trajectory yet, checkpoints not downloaded (a preview never
+    starts a multi-gigabyte download), or the GPU busy with a job. Bad drawings raise InputError.
+    """
+    from engine import runtime
+
+    finished = [t for t in parse_trajectories(trajectories) if len(t) >= 2]
+    if not finished:
+        return None, "Click at least two points to see the motion field."
+    check_trajectories(finished, image, size)
+    spec = engine.task(TASK)
+    missing = [name for name in spec.checkpoints if not engine.hub.status(name).cached]
+    if missing:
+        return None, (f"The motion-field preview appears once the models are downloaded ({', '.join(missing)}): "
+                      "run once or use the Models tab.")
+    if not runtime.GPU_LOCK.acquire(blocking=False):
+        return None, "A job is running; the preview updates after it finishes and you edit again."
+    try:
+        with runtime.out_of_memory_as_resource_error(engine.models):
+            return engine.pipeline(TASK).preview_flow(image, finished, brush, size), ""
+    finally:
+        runtime.GPU_LOCK.release()
+
+
+def write_tiny_checkpoints(folders: Mapping[str, Path], seed: int = 0) -> None:
+    """Tiny SVD-XT-1.1 and MOFA-Video-Traj folders in the published layouts."""
+    from engine.pipelines.motion.tiny import write_tiny_checkpoints as write_motion
+
+    write_motion(dict(folders), seed=seed)

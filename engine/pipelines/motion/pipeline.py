@@ -1,0 +1,312 @@
+"""MOFA-Video trajectory animation: image + drawn trajectories (+ motion brush) -> 25-frame video.
+
+Numerics follow the Traj demo: the motion field comes from CMP at 384x384, then SVD-XT-1.1 samples
+with the flow ControlNet (scale 0.6), Euler with SVD's scheduler config, always-on CFG (zero CLIP
+embedding and zero image latents for the unconditional half) and per-frame guidance linspace(1, 3).
+Time ids are fixed to [fps 6, motion bucket 128, noise aug 0.02] whatever the UI says (quirk 3), and
+CLIP sees the [0,1] image resized to 224 without CLIP normalisation (quirk 4; `clip_normalize` switches).
+
+Seeds: the initial latents come from a generator on the pipeline's device seeded with `seed` (on CUDA
+this equals the demo's `set_seed(42)` global CUDA stream); the noise-augmentation noise comes from a
+separate CPU generator with the same seed (the demo drew it from the global CPU stream). On CPU the
+latents therefore differ from a CUDA run with the same seed.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import cv2
+import numpy as np
+import torch
+import yaml
+from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler
+from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import _resize_with_antialiasing
+from torch import nn
+
+from engine.errors import CheckpointError, InputError
+from engine.pipelines.base import CancelToken, Pipeline, Progress, no_progress
+
+from . import flows
+from .cmp import CMP, load_cmp
+from .controlnet import FlowControlNet
+from .svd_unet import MofaSVDUNet
+from .weights import load_clip_vision, load_diffusers_model
+
+SVD_KEY, TRAJ_KEY = "svd_xt_11", "mofa_traj"
+CONTROLNET_DIR = "ckpts/controlnet"
+CMP_DIR = "models/cmp/experiments/semiauto_annot/resnet50_vip+mpii_liteflow"
+CMP_CHECKPOINT = f"{CMP_DIR}/checkpoints/ckpt_iter_42000.pth.tar"
+CMP_CONFIG = f"{CMP_DIR}/config.yaml"
+TIME_IDS = (6.0, 128.0, 0.02)  # fps - 1, motion bucket, noise augmentation: hard-coded in the original
+NOISE_AUG = 0.02
+OPENAI_CLIP_STATS = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
+
+
+@dataclass(frozen=True)
+class MotionOptions:
+    """Validated job options; defaults are the Traj demo's."""
+
+    scale: float = 0.6
+    seed: int = 42
+    frames: int = 25
+    steps: int = 25
+    decode_chunk: int = 8
+    size: int = 512  # short side before the crop to multiples of 64
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any]) -> "MotionOptions":
+        unknown = set(options) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise InputError(f"Unknown motion options {sorted(unknown)}; allowed: {sorted(cls.__dataclass_fields__)}.")
+        try:
+            values = {k: (float if k == "scale" else int)(v) for k, v in options.items()}
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"Motion options must be numbers: {exc}.") from exc
+        opts = cls(**values)
+        checks = ((0 <= opts.scale <= 1, "scale must be between 0 and 1 (0.6 is recommended)"),
+                  (2 <= opts.frames <= 64, "frames must be between 2 and 64 (the model was trained on 25)"),
+                  (1 <= opts.steps <= 200, "steps must be between 1 and 200"),
+                  (opts.decode_chunk >= 1, "decode_chunk must be at least 1"),
+                  (opts.seed >= 0, "seed must be a non-negative integer"),
+                  (opts.size >= 64 and opts.size % 64 == 0, "size must be a multiple of 64 (512 by default)"))
+        for ok, message in checks:
+            if not ok:
+                raise InputError(message + ".")
+        return opts
+
+
+def read_cmp_settings(config_file: Path) -> dict[str, Any]:
+    """nbins/fmax/input size from the CMP experiment config; the published values when it is absent."""
+    if not config_file.is_file():
+        return {"nbins": 99, "fmax": 50.0, "size": 384}
+    config = yaml.safe_load(config_file.read_text())
+    module = config["model"]["module"]
+    return {"nbins": int(module["nbins"]), "fmax": float(module["fmax"]), "size": int(config["data"]["crop_size"][0])}
+
+
+def read_clip_stats(svd_folder: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    file = svd_folder / "feature_extractor" / "preprocessor_config.json"
+    if not file.is_file():
+        return OPENAI_CLIP_STATS
+    config = json.loads(file.read_text())
+    return tuple(config["image_mean"]), tuple(config["image_std"])
+
+
+class MotionPipeline(Pipeline):
+    """SVD-XT-1.1 + MOFA trajectory ControlNet + CMP; also the base for landmark/audio-driven faces."""
+
+    def __init__(self, unet: MofaSVDUNet, vae: AutoencoderKLTemporalDecoder, image_encoder: nn.Module,
+                 scheduler: EulerDiscreteScheduler, controlnet: FlowControlNet, cmp: CMP,
+                 device: torch.device | str, dtype: torch.dtype,
+                 clip_stats: tuple[tuple[float, ...], tuple[float, ...]] = OPENAI_CLIP_STATS) -> None:
+        self.unet, self.vae, self.image_encoder = unet, vae, image_encoder
+        self.scheduler_config = scheduler.config
+        self.controlnet, self.cmp = controlnet, cmp
+        self.device, self.dtype = torch.device(device), dtype
+        self.clip_stats = clip_stats
+        self.clip_normalize = False  # the demo skips CLIP's mean/std (training used it)
+        self.offload = False
+
+    @classmethod
+    def load(cls, paths: Mapping[str, Path], device: Any, dtype: Any, offload: str = "none") -> "MotionPipeline":
+        """offload "model" or "sequential": weights stay on the CPU, each network visits the device for its stage."""
+        missing = {SVD_KEY, TRAJ_KEY} - set(paths)
+        if missing:
+            raise CheckpointError(f"Motion needs the checkpoints {sorted(missing)}; download them first.")
+        svd, traj = Path(paths[SVD_KEY]), Path(paths[TRAJ_KEY])
+        scheduler_dir = svd / "scheduler"
+        if not (scheduler_dir / "scheduler_config.json").is_file():
+            raise CheckpointError(f"Missing {scheduler_dir / 'scheduler_config.json'}; download '{SVD_KEY}' again.")
+        pipeline = cls(
+            unet=load_diffusers_model(MofaSVDUNet, svd / "unet", device, dtype),
+            vae=load_diffusers_model(AutoencoderKLTemporalDecoder, svd / "vae", device, dtype),
+            image_encoder=load_clip_vision(svd / "image_encoder", device, dtype),
+            scheduler=EulerDiscreteScheduler.from_config(EulerDiscreteScheduler.load_config(scheduler_dir)),
+            controlnet=load_diffusers_model(FlowControlNet, traj / CONTROLNET_DIR, device, dtype),
+            cmp=load_cmp(traj / CMP_CHECKPOINT, **read_cmp_settings(traj / CMP_CONFIG), device=device),
+            device=device, dtype=dtype, clip_stats=read_clip_stats(svd))
+        if offload != "none":
+            pipeline.enable_model_offload()
+        return pipeline
+
+    # ----- memory ---------------------------------------------------------------------------------
+    def enable_model_offload(self) -> None:
+        """Keep the networks on the CPU and move each to the device only for its stage."""
+        self.offload = True
+        for module in (self.unet, self.vae, self.image_encoder, self.controlnet, self.cmp):
+            module.to("cpu")
+
+    @contextlib.contextmanager
+    def _on_device(self, *modules: nn.Module) -> Iterator[None]:
+        if self.offload:
+            for module in modules:
+                module.to(self.device)
+        try:
+            yield
+        finally:
+            if self.offload:
+                for module in modules:
+                    module.to("cpu")
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+
+    # ----- inputs and motion field ----------------------------------------------------------------
+    def _prepare(self, inputs: Mapping[str, Any], size: int) -> tuple[np.ndarray, list, np.ndarray | None]:
+        image = inputs.get("image")
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise InputError("The image must be an RGB picture (H x W x 3, uint8); convert it to RGB and retry.")
+        if min(image.shape[:2]) < 16:
+            raise InputError(f"The image is too small ({image.shape[1]}x{image.shape[0]}); use at least 64 pixels.")
+        brush = inputs.get("brush")
+        if brush is not None:
+            brush = np.asarray(brush)
+            if brush.shape != image.shape[:2]:
+                raise InputError(f"The motion brush mask is {brush.shape} but the image is {image.shape[:2]}; "
+                                 "paint the brush on the same image.")
+        prepared, transform = flows.prepare_image(image, size)
+        trajectories = inputs.get("trajectories") or []
+        if prepared.shape != image.shape:
+            trajectories = flows.transform_points(trajectories, transform)
+            if brush is not None:
+                brush = flows.transform_mask(brush.astype(np.uint8), transform, prepared.shape[1::-1])
+        return prepared, trajectories, brush
+
+    def _cmp_flow(self, frame: torch.Tensor, tracks: np.ndarray, brush_square: np.ndarray | None,
+                  height: int, width: int) -> torch.Tensor:
+        """One CMP pass over all frames of a track set -> [T, 2, H, W] in the working dtype."""
+        size = self.cmp.cfg.size
+        sparse, mask = flows.sparse_hints(tracks, size)
+        sparse = torch.from_numpy(sparse).permute(0, 3, 1, 2).to(self.device, self.dtype)
+        mask = torch.from_numpy(mask)[:, None].repeat(1, 2, 1, 1).to(self.device, self.dtype)
+        with self._on_device(self.cmp):
+            flow = self.cmp(frame.expand(len(sparse), -1, -1, -1), sparse, mask).to(self.dtype)
+        if brush_square is not None:
+            flow = flow * torch.from_numpy(brush_square / 255.0).to(self.device, self.dtype)
+        return flows.upscale_flow(flow, height, width)
+
+    def motion_field(self, image: np.ndarray, trajectories: list, brush: np.ndarray | None,
+                     frames: int) -> torch.Tensor:
+        """Prepared image + trajectories in its pixels -> flow [frames-1, 2, H, W] (frame 0 -> t)."""
+        height, width = image.shape[:2]
+        size = self.cmp.cfg.size
+        tracks = flows.tracks_in_square(flows.validate_trajectories(trajectories, width, height),
+                                        width, height, size, frames)
+        pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255)
+        # The demo casts the 384 frame (nearest-resized) to the working dtype before CMP.
+        frame = torch.nn.functional.interpolate(pixels, (size, size)).to(self.device, self.dtype)
+        brush_square = flows.brush_in_square(brush, size) if brush is not None else np.zeros((size, size))
+        inside, outside = flows.split_by_brush(tracks, brush_square)
+        zeros = torch.zeros(frames - 1, 2, height, width, device=self.device, dtype=self.dtype)
+        flow_in = self._cmp_flow(frame, inside, brush_square, height, width) if len(inside) else zeros
+        flow_out = self._cmp_flow(frame, outside, None, height, width) if len(outside) else zeros
+        return flows.merge_brush_flows(flow_in, flow_out)
+
+    @torch.no_grad()
+    def preview_flow(self, image: np.ndarray, trajectories: list, brush: np.ndarray | None = None,
+                     size: int = 512) -> np.ndarray:
+        """Live preview: colour image of the last frame's flow (white while a trajectory is unfinished)."""
+        prepared, points, brush = self._prepare({"image": image, "trajectories": trajectories, "brush": brush}, size)
+        if not points or len(points[-1]) < 2:
+            return np.full_like(prepared, 255)
+        return flows.flow_to_rgb(self.motion_field(prepared, points, brush, 25)[-1].permute(1, 2, 0))
+
+    # ----- diffusion ------------------------------------------------------------------------------
+    def _encode_condition(self, pixels: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """CLIP embedding and VAE latents of the first frame, each with a zero unconditional half."""
+        clip_in = _resize_with_antialiasing(pixels, (224, 224))
+        if self.clip_normalize:
+            mean, std = (torch.tensor(s).view(1, 3, 1, 1) for s in self.clip_stats)
+            clip_in = (clip_in - mean) / std
+        with self._on_device(self.image_encoder):
+            embedding = self.image_encoder(clip_in.to(self.device, self.dtype)).image_embeds[:, None]
+        noise = torch.randn(pixels.shape, generator=torch.Generator().manual_seed(seed))
+        noisy = (pixels * 2 - 1) + NOISE_AUG * noise
+        upcast = self.vae.dtype == torch.float16 and self.vae.config.force_upcast
+        with self._on_device(self.vae):
+            if upcast:
+                self.vae.to(torch.float32)
+            latents = self.vae.encode(noisy.to(self.device, self.vae.dtype)).latent_dist.mode()
+            if upcast:
+                self.vae.to(torch.float16)
+        latents = latents.to(self.dtype)
+        return torch.cat([torch.zeros_like(embedding), embedding]), torch.cat([torch.zeros_like(latents), latents])
+
+    def _decode(self, latents: torch.Tensor, chunk: int, cancel: CancelToken) -> torch.Tensor:
+        latents = latents.flatten(0, 1).to(self.vae.dtype) * (1 / self.vae.config.scaling_factor)
+        pieces = []
+        with self._on_device(self.vae):
+            for start in range(0, len(latents), chunk):
+                cancel.check()
+                part = latents[start:start + chunk]
+                pieces.append(self.vae.decode(part, num_frames=len(part)).sample.float().cpu())
+        return (torch.cat(pieces) / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)
+
+    @torch.no_grad()
+    def generate(self, image: np.ndarray, flow: torch.Tensor, opts: MotionOptions,
+                 progress: Progress = no_progress, cancel: CancelToken | None = None) -> torch.Tensor:
+        """Prepared image [H,W,3] uint8 + flow [F-1,2,H,W] -> frames [F,H,W,3] float in [0,1]."""
+        cancel = cancel or CancelToken()
+        frames = opts.frames
+        height, width = image.shape[:2]
+        pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255)
+        context, image_latents = self._encode_condition(pixels, opts.seed)
+        image_latents = image_latents[:, None].repeat(1, frames, 1, 1, 1)
+        time_ids = torch.tensor([TIME_IDS], dtype=self.dtype, device=self.device).repeat(2, 1)
+        scheduler = EulerDiscreteScheduler.from_config(self.scheduler_config)
+        scheduler.set_timesteps(opts.steps, device=self.device)
+        generator = torch.Generator(self.device).manual_seed(opts.seed)
+        latents = torch.randn((1, frames, 4, height // 8, width // 8), generator=generator,
+                              device=self.device, dtype=self.dtype) * scheduler.init_noise_sigma
+        cond = (pixels * 2 - 1).repeat(2, 1, 1, 1).to(self.device, self.dtype)
+        flow = flow[None].repeat(2, 1, 1, 1, 1).to(self.device, self.dtype)
+        guidance = torch.linspace(1.0, 3.0, frames).view(1, frames, 1, 1, 1).to(self.device, self.dtype)
+
+        with self._on_device(self.unet, self.controlnet):
+            for i, t in enumerate(scheduler.timesteps):
+                cancel.check()
+                model_in = scheduler.scale_model_input(torch.cat([latents] * 2), t)
+                model_in = torch.cat([model_in, image_latents], dim=2)
+                down, mid = self.controlnet(model_in, t, context, time_ids, cond, flow, opts.scale)
+                prediction = self.unet(model_in, t, context, time_ids, down, mid)
+                uncond, cond_pred = prediction.chunk(2)
+                prediction = uncond + guidance * (cond_pred - uncond)
+                latents = scheduler.step(prediction, t, latents).prev_sample
+                progress(0.05 + 0.85 * (i + 1) / opts.steps, f"Denoising step {i + 1}/{opts.steps}")
+        progress(0.9, "Decoding frames")
+        video = self._decode(latents, opts.decode_chunk, cancel)
+        progress(1.0, "Done")
+        return video
+
+    @torch.no_grad()
+    def __call__(self, inputs: Mapping[str, Any], options: Mapping[str, Any],
+                 progress: Progress = no_progress, cancel: CancelToken | None = None) -> dict[str, Any]:
+        opts = MotionOptions.parse(options)
+        cancel = cancel or CancelToken()
+        image, trajectories, brush = self._prepare(inputs, opts.size)
+        flow = self.motion_field(image, trajectories, brush, opts.frames)
+        progress(0.05, "Motion field ready")
+        cancel.check()
+        video = self.generate(image, flow, opts, progress, cancel)
+        white = np.full_like(image, 255)
+        flow_frames = np.stack([white] + [flows.flow_to_rgb(f.permute(1, 2, 0)) for f in flow])
+        return {"frames": video.numpy(), "flow_frames": flow_frames,
+                "hint": draw_hint(image, trajectories, brush)}
+
+
+def draw_hint(image: np.ndarray, trajectories: list, brush: np.ndarray | None) -> np.ndarray:
+    """The picture dimmed, the brush in blue, trajectories as red polylines ending in an arrow."""
+    canvas = (image.astype(np.float32) * 0.5 + 127.5)
+    if brush is not None:
+        painted = np.asarray(brush) > 0
+        canvas[painted] = canvas[painted] * 0.5 + np.array([0, 0, 255], np.float32) * 0.5
+    canvas = canvas.astype(np.uint8)
+    for track in trajectories:
+        points = np.round(flows.resample_track(np.asarray(track, np.float64), 16)).astype(np.int32)
+        cv2.polylines(canvas, [points[:-1]], False, (255, 0, 0), 2)
+        cv2.arrowedLine(canvas, tuple(map(int, points[-2])), tuple(map(int, points[-1])), (255, 0, 0), 2,
+                        tipLength=0.5)
+    return canvas

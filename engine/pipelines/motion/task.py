@@ -1,0 +1,35 @@
+"""Trajectory animation (MOFA-Video): the task's inputs and options, shared by the CLI, the tab and configs/motion.yaml."""
+from engine.tasks import Input, Option, TaskSpec
+
+TASK = TaskSpec(
+    name="motion",
+    title="Trajectories (MOFA-Video)",
+    description="A picture + motion paths drawn on it (+ an optional motion brush) -> a short video in which the "
+                "picture moves along the paths. SVD-XT-1.1 with the MOFA-Video trajectory adapter.",
+    checkpoints=("svd_xt_11", "mofa_traj"),
+    inputs=(
+        Input("image", "image", "the picture to animate (resized so its short side is --size, centre-cropped to "
+              "multiples of 64)"),
+        Input("trajectories", "json", "traj.json: a list of trajectories, each a list of at least two [x, y] points "
+              "in the picture's pixels, in drawing order"),
+        Input("brush", "image", "optional motion-brush mask, same size as the picture (white = the region that "
+              "moves); trajectories starting inside it only move the painted region", required=False),
+    ),
+    options=(
+        Option("scale", "float", 0.6, "control scale: how strongly the trajectories steer the video",
+               minimum=0.0, maximum=1.0, step=0.01, label="Control scale"),
+        Option("seed", "int", 42, "random seed (-1: a new random seed, recorded in settings.json)", minimum=-1),
+        Option("frames", "int", 25, "frames to generate (the model was trained on 25)", minimum=2, maximum=64),
+        Option("fps", "int", 20, "frame rate of the result and flow videos", minimum=1, maximum=60),
+        Option("steps", "int", 25, "denoising steps", minimum=1, maximum=200),
+        Option("size", "int", 512, "short side of the working resolution, a multiple of 64", minimum=64,
+               maximum=1024, step=64, advanced=True),
+        Option("decode_chunk", "int", 8, "frames the VAE decodes at once (lower saves memory)", minimum=1,
+               maximum=64, advanced=True),
+    ),
+    pipeline="engine.pipelines.motion.pipeline:MotionPipeline",
+    validate="engine.pipelines.motion.job:validate",
+    execute="engine.pipelines.motion.job:execute",
+    bench="engine.pipelines.motion.bench:bench",
+    tiny_checkpoints="engine.pipelines.motion.job:write_tiny_checkpoints",
+)

@@ -1,0 +1,1 @@
+"""MagicAnimate (pose animation): reference image + DensePose video -> animated video."""

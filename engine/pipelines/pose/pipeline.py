@@ -1,0 +1,218 @@
+"""MagicAnimate inference: reference image + DensePose frames -> animated frames.
+
+Follows the original's data flow (see shared/reference/magicanimate.md): empty prompts, DDIM 25 steps (leading,
+steps_offset 1, no clipping), one noise block tiled over time, per step the appearance encoder on the clean
+reference latent, the DensePose ControlNet per frame, then overlapping closed-loop windows through the UNet3D
+with predictions averaged per frame, classifier-free guidance, and a frame-by-frame VAE decode.
+
+Changes that keep the numerics: the appearance encoder runs on one copy of the reference (its two CFG copies
+are identical), ControlNet residuals wait on the CPU instead of the GPU, the VAE decodes a few frames at a
+time, guidance 1 skips the (then unused) unconditional half, and reference features keep the model dtype
+(the original casts them to fp16 even in fp32 runs).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler
+from einops import rearrange
+from PIL import Image
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from engine.errors import CheckpointError, InputError
+from engine.pipelines.base import CancelToken, Pipeline, Progress, no_progress
+from engine.pipelines.pose.appearance import AppearanceEncoder, load_appearance_encoder
+from engine.pipelines.pose.context import WindowAverage, padded_length, tiled_noise, window_schedule
+from engine.pipelines.pose.motion_module import MOTION_MAX_LEN
+from engine.pipelines.pose.unet3d import UNet3DConditionModel
+from engine.pipelines.pose.weights import load_diffusers_model, load_video_unet
+
+LATENT_SCALE = 0.18215
+DECODE_CHUNK = 8
+DENOISE_SHARE = 0.9  # progress fraction given to denoising; decoding takes the rest
+
+
+def make_scheduler() -> DDIMScheduler:
+    """DDIM as the original ends up configured (its pipeline forces steps_offset=1, clip_sample=False)."""
+    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="linear", steps_offset=1,
+                         clip_sample=False, set_alpha_to_one=True, timestep_spacing="leading")
+
+
+@dataclass(frozen=True)
+class PoseOptions:
+    size: int = 512
+    steps: int = 25
+    guidance: float = 7.5
+    seed: int = 0
+    context: int = 16
+    overlap: int = 4
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any]) -> "PoseOptions":
+        unknown = set(options) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise InputError(f"Unknown option(s) {sorted(unknown)}; use size, steps, guidance, seed, context, overlap.")
+        try:
+            opts = cls(**{k: type(getattr(cls, k))(v) for k, v in options.items()})
+        except (TypeError, ValueError) as err:
+            raise InputError(f"An option has the wrong type ({err}); size/steps/seed/context/overlap are integers, "
+                             "guidance a number.") from err
+        checks = [
+            (opts.size % 64 == 0 and 64 <= opts.size <= 2048, "size must be a multiple of 64 between 64 and 2048 (512 is the trained size)"),
+            (1 <= opts.steps <= 1000, "steps must be between 1 and 1000 (25 is the default)"),
+            (opts.guidance >= 1.0, "guidance must be at least 1 (7.5 is the default)"),
+            (opts.seed >= 0, "seed must be a non-negative integer"),
+            (1 <= opts.context <= MOTION_MAX_LEN, f"context must be between 1 and {MOTION_MAX_LEN} frames (16 is the trained length)"),
+            (0 <= opts.overlap < opts.context, "overlap must be at least 0 and smaller than context (4 is the default)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InputError(message + ".")
+        return opts
+
+
+def _check_frame(frame: Any, what: str) -> np.ndarray:
+    array = np.asarray(frame)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise InputError(f"{what} must be an RGB image (H x W x 3, uint8); got shape {array.shape}, "
+                         f"dtype {array.dtype}.")
+    return array
+
+
+def prepare_inputs(inputs: Mapping[str, Any], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """-> reference (size, size, 3) uint8 resized like the original (PIL bicubic), motion (N, size, size, 3)."""
+    if "reference" not in inputs or "motion" not in inputs:
+        raise InputError("Give both a reference image and a DensePose motion video.")
+    reference = _check_frame(inputs["reference"], "The reference image")
+    if reference.shape[:2] != (size, size):
+        reference = np.asarray(Image.fromarray(reference).resize((size, size), Image.BICUBIC))
+    frames = list(inputs["motion"])
+    if not frames:
+        raise InputError("The motion video has no frames; choose a video with at least one frame.")
+    motion = np.stack([_check_frame(f, f"Motion frame {i}") for i, f in enumerate(frames)])
+    if motion.shape[1:3] != (size, size):
+        raise InputError(f"Motion frames are {motion.shape[2]}x{motion.shape[1]} but the size option is {size}; "
+                         "resize the DensePose video to size x size first.")
+    return reference, motion
+
+
+class PosePipeline(Pipeline):
+    def __init__(self, tokenizer: CLIPTokenizer, text_encoder: CLIPTextModel, vae: AutoencoderKL,
+                 controlnet: ControlNetModel, appearance: AppearanceEncoder, unet: UNet3DConditionModel,
+                 device: torch.device, dtype: torch.dtype) -> None:
+        self.tokenizer, self.text_encoder, self.vae = tokenizer, text_encoder, vae
+        self.controlnet, self.appearance, self.unet = controlnet, appearance, unet
+        self.device, self.dtype = torch.device(device), dtype
+        # ControlNet residuals for every frame wait here between their computation and their windows.
+        self.residual_device = torch.device("cpu")
+
+    @classmethod
+    def load(cls, paths: Mapping[str, Path], device: Any, dtype: Any) -> "PosePipeline":
+        sd15, vae_dir, magic = (Path(paths[name]) for name in ("sd15", "sd_vae_mse", "magicanimate"))
+        try:
+            tokenizer = CLIPTokenizer.from_pretrained(sd15 / "tokenizer")
+            text_encoder = CLIPTextModel.from_pretrained(sd15 / "text_encoder")
+        except (OSError, ValueError) as err:
+            raise CheckpointError(f"The SD1.5 tokenizer/text encoder in {sd15} could not be loaded ({err}); "
+                                  "download stable-diffusion-v1-5 again.") from err
+        return cls(
+            tokenizer=tokenizer,
+            text_encoder=text_encoder.to(device=device, dtype=dtype).eval().requires_grad_(False),
+            vae=load_diffusers_model(AutoencoderKL, vae_dir, device, dtype),
+            controlnet=load_diffusers_model(ControlNetModel, magic / "densepose_controlnet", device, dtype),
+            appearance=load_appearance_encoder(magic / "appearance_encoder", device, dtype),
+            unet=load_video_unet(sd15 / "unet", magic / "temporal_attention" / "temporal_attention.ckpt", device, dtype),
+            device=device, dtype=dtype,
+        )
+
+    @torch.no_grad()
+    def __call__(self, inputs: Mapping[str, Any], options: Mapping[str, Any],
+                 progress: Progress = no_progress, cancel: CancelToken | None = None) -> np.ndarray:
+        """-> float32 frames (N, size, size, 3) in [0, 1], N = number of motion frames."""
+        opts = PoseOptions.parse(options)
+        reference, motion = prepare_inputs(inputs, opts.size)
+        cancel = cancel or CancelToken()
+        count = len(motion)
+        total = padded_length(count, opts.context)
+        motion = np.concatenate([motion, np.repeat(motion[-1:], total - count, axis=0)])
+
+        text = self._empty_prompt()
+        ref_latent = self._encode_reference(reference)
+        condition = torch.from_numpy(motion).to(self.device, self.dtype).permute(0, 3, 1, 2) / 255.0
+        generator = torch.Generator(device=self.device).manual_seed(opts.seed)
+        latent_hw = opts.size // 8
+        latents = tiled_noise((1, 4, opts.context, latent_hw, latent_hw), total, generator, self.dtype)
+        scheduler = make_scheduler()
+        scheduler.set_timesteps(opts.steps, device=self.device)
+        latents = latents * scheduler.init_noise_sigma
+        windows = window_schedule(total, opts.context, opts.overlap)
+        guided = opts.guidance > 1.0
+
+        for step, t in enumerate(scheduler.timesteps):
+            cancel.check()
+            noise = self._predict_noise(latents, t, text, ref_latent, condition, windows, opts.context, guided)
+            if guided:
+                uncond, cond = noise.chunk(2)
+                noise = uncond + opts.guidance * (cond - uncond)
+            latents = scheduler.step(noise, t, latents, eta=0.0, generator=generator).prev_sample
+            progress(DENOISE_SHARE * (step + 1) / opts.steps, f"Denoising step {step + 1}/{opts.steps}")
+        return self._decode(latents[:, :, :count], progress, cancel)
+
+    def _empty_prompt(self) -> torch.Tensor:
+        """CLIP embedding of "" (the original's prompt and negative prompt), (1, 77, D)."""
+        ids = self.tokenizer([""], padding="max_length", max_length=self.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt").input_ids.to(self.device)
+        return self.text_encoder(ids)[0].to(self.dtype)
+
+    def _encode_reference(self, image: np.ndarray) -> torch.Tensor:
+        pixels = torch.tensor(image).to(self.device, self.dtype).permute(2, 0, 1)[None] / 127.5 - 1
+        return self.vae.encode(pixels).latent_dist.mean * LATENT_SCALE
+
+    def _predict_noise(self, latents: torch.Tensor, t: torch.Tensor, text: torch.Tensor, ref_latent: torch.Tensor,
+                       condition: torch.Tensor, windows: Sequence[list[int]], context: int,
+                       guided: bool) -> torch.Tensor:
+        """Window-averaged noise prediction, (2 if guided else 1, 4, frames, h, w); uncond first."""
+        reference = [feature[0] for feature in self.appearance(ref_latent, t, text)]
+        down, mid = self._controlnet_residuals(latents, t, text, condition, context)
+        halves = 2 if guided else 1
+        average = WindowAverage(latents.repeat(halves, 1, 1, 1, 1))
+        for window in windows:
+            sample = latents[:, :, window].repeat(halves, 1, 1, 1, 1)
+            down_w, mid_w = (self._gather(r, window, halves) for r in (down, [mid]))
+            with self.unet.reading_reference(reference, batch=[halves - 1]):
+                average.add(window, self.unet(sample, t, text, down_w, mid_w[0]))
+        return average.mean()
+
+    def _controlnet_residuals(self, latents: torch.Tensor, t: torch.Tensor, text: torch.Tensor,
+                              condition: torch.Tensor, context: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """DensePose ControlNet on every frame (chunks of `context` frames), kept on `residual_device`."""
+        frames = rearrange(latents[0], "c f h w -> f c h w")
+        outputs = []
+        for start in range(0, frames.shape[0], context):
+            chunk = frames[start:start + context]
+            down, mid = self.controlnet(chunk, t, encoder_hidden_states=text.expand(len(chunk), -1, -1),
+                                        controlnet_cond=condition[start:start + context], return_dict=False)
+            outputs.append([r.to(self.residual_device) for r in (*down, mid)])
+        stacked = [torch.cat(parts) for parts in zip(*outputs)]
+        return stacked[:-1], stacked[-1]
+
+    def _gather(self, residuals: Sequence[torch.Tensor], window: list[int], halves: int) -> list[torch.Tensor]:
+        """Per-frame residuals of one window as (halves, C, f, h, w) tensors on the compute device."""
+        index = torch.tensor(window)
+        return [rearrange(r[index].to(self.device), "f c h w -> 1 c f h w").repeat(halves, 1, 1, 1, 1)
+                for r in residuals]
+
+    def _decode(self, latents: torch.Tensor, progress: Progress, cancel: CancelToken) -> np.ndarray:
+        frames = rearrange(latents[0], "c f h w -> f c h w") / LATENT_SCALE
+        out = []
+        for start in range(0, frames.shape[0], DECODE_CHUNK):
+            cancel.check()
+            image = self.vae.decode(frames[start:start + DECODE_CHUNK]).sample
+            out.append((image / 2 + 0.5).clamp(0, 1).float().cpu())
+            done = min(start + DECODE_CHUNK, frames.shape[0]) / frames.shape[0]
+            progress(DENOISE_SHARE + (1 - DENOISE_SHARE) * done, "Decoding frames")
+        return rearrange(torch.cat(out), "f c h w -> f h w c").numpy()

@@ -1,0 +1,143 @@
+"""Trajectories tab (MOFA-Video): draw motion paths and a motion brush on a picture, preview the motion field, animate."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gradio as gr
+
+from engine import Engine, media, user_message
+from engine.errors import AnimateError
+from tabs import motion_drawing as draw
+from tabs.widgets import GPU_QUEUE, on_gpu, option_controls, run_task, wire_stop
+
+TASK = "motion"
+POINTS, BRUSH = "Trajectory points", "Motion brush"
+log = logging.getLogger("tabs")
+
+
+def _view(drawing: draw.Drawing) -> tuple[Any, ...]:
+    """State, canvas, trajectories JSON and brush mask shown for a drawing."""
+    return drawing, draw.render_overlay(drawing), draw.trajectories_json(drawing), drawing.brush
+
+
+def _parse(text: str | None) -> list:
+    from engine.pipelines.motion.job import parse_trajectories
+
+    try:
+        return parse_trajectories(text or "[]", "Trajectories (JSON)")
+    except AnimateError as exc:
+        raise gr.Error(user_message(exc)) from exc
+
+
+def build(engine: Engine) -> None:
+    spec = engine.task(TASK)
+    with gr.Tab("Trajectories", id=TASK):
+        gr.Markdown("Upload a picture, then click on it to draw a path: every click adds a point to the current "
+                    "trajectory; **New trajectory** starts another. Paint a **motion brush** (switch what clicks add) "
+                    "to make trajectories that start inside it move only the painted region. The motion field "
+                    "preview updates after each edit; **Animate** then renders the video.")
+        drawing = gr.State(draw.Drawing())
+        with gr.Row():
+            with gr.Column():
+                picture = gr.Image(label="Picture", type="filepath", sources=["upload", "clipboard"], height=240,
+                                   elem_id="motion-picture")
+                canvas = gr.Image(label="Click to draw", type="numpy", interactive=False, height=420,
+                                  elem_id="motion-canvas")
+                with gr.Row():
+                    mode = gr.Radio([POINTS, BRUSH], value=POINTS, label="Clicks add")
+                    radius = gr.Slider(1, 100, value=10, step=1, label="Brush radius (pixels)")
+                with gr.Row():
+                    new_btn = gr.Button("New trajectory", size="sm")
+                    undo_btn = gr.Button("Undo last point", size="sm")
+                    delete_btn = gr.Button("Delete last trajectory", size="sm")
+                    clear_brush_btn = gr.Button("Clear brush", size="sm")
+                    clear_btn = gr.Button("Clear", size="sm", variant="stop")
+                trajectories = gr.Code("[]", language="json", label="Trajectories (JSON, picture pixels; editable)")
+                brush = gr.Image(label="Motion brush mask (white moves)", type="filepath", image_mode="L",
+                                 interactive=False, height=160)
+                controls = option_controls(spec)
+                with gr.Row():
+                    run = gr.Button("Animate", variant="primary")
+                    stop = gr.Button("Stop", variant="stop")
+            with gr.Column():
+                flow_preview = gr.Image(label="Motion field preview (CMP, last frame)", interactive=False,
+                                        elem_id="motion-preview")
+                note = gr.Markdown()
+                video = gr.Video(label="Result", format=None)
+                flow_video = gr.Video(label="Motion field video", format=None)
+                hint = gr.Image(label="Hint", interactive=False)
+                download = gr.File(label="Settings and drawings (repeat the run from the CLI)", file_count="multiple")
+
+        view = [drawing, canvas, trajectories, brush]
+        size = controls["size"]
+
+        def refresh_preview(current: draw.Drawing, short_side: int):
+            from engine.pipelines.motion.job import preview
+
+            if current.image is None:
+                return None, ""
+            try:
+                image, why = preview(engine, current.image, current.trajectories, current.brush, int(short_side))
+            except AnimateError as exc:
+                return None, f"⚠️ {user_message(exc)}"
+            except Exception as exc:  # shown to the user, details in the log
+                log.exception("motion preview failed")
+                return None, f"⚠️ {user_message(exc)}"
+            return image, why
+
+        preview_fn = on_gpu(refresh_preview, duration=30)
+
+        def edited(event: Any) -> None:
+            event.then(preview_fn, [drawing, size], [flow_preview, note], api_visibility="private",
+                       trigger_mode="always_last")
+
+        def on_picture(path: str | None):
+            try:
+                image = media.read_image(path, keep_alpha=False) if path else None
+            except AnimateError as exc:
+                raise gr.Error(user_message(exc)) from exc
+            return _view(draw.start(image))
+
+        edited(picture.change(on_picture, picture, view, api_visibility="private"))
+
+        def on_click(current: draw.Drawing, what: str, brush_radius: int, evt: gr.SelectData):
+            x, y = evt.index[0], evt.index[1]
+            if what == BRUSH:
+                return _view(draw.stamp_brush(current, x, y, brush_radius))
+            return _view(draw.add_point(current, x, y))
+
+        edited(canvas.select(on_click, [drawing, mode, radius], view, api_visibility="private"))
+        for button, action in ((new_btn, draw.new_trajectory), (undo_btn, draw.undo),
+                               (delete_btn, draw.delete_last), (clear_btn, draw.clear),
+                               (clear_brush_btn, draw.clear_brush)):
+            edited(button.click(lambda current, action=action: _view(action(current)), drawing, view,
+                                api_visibility="private"))
+
+        def on_json(current: draw.Drawing, text: str):
+            from engine.pipelines.motion.job import parse_trajectories
+
+            try:
+                updated = draw.load_trajectories(current, parse_trajectories(text, "Trajectories (JSON)"))
+            except AnimateError:
+                return current, draw.render_overlay(current)  # keep typing; the run reports what is wrong
+            return updated, draw.render_overlay(updated)
+
+        edited(trajectories.input(on_json, [drawing, trajectories], [drawing, canvas], api_visibility="private",
+                                  trigger_mode="always_last"))
+
+        names = list(controls)
+
+        # Gradio injects request/progress only into positional parameters, hence their place before *values.
+        def animate(request: gr.Request, progress: gr.Progress = gr.Progress(), *values):
+            image_path, text, brush_path, *values = values
+            inputs = {"image": image_path, "trajectories": _parse(text), "brush": brush_path}
+            result = run_task(engine, TASK, inputs, dict(zip(names, values)), progress, request)
+            files = result.files
+            extras = [str(files[k]) for k in ("settings", "trajectories", "brush") if k in files]
+            return str(files["video"]), str(files["flow"]), str(files["hint"]), extras
+
+        event = run.click(on_gpu(animate), [picture, trajectories, brush, *controls.values()],
+                          [video, flow_video, hint, download], api_name=TASK, concurrency_id=GPU_QUEUE)
+        wire_stop(engine, stop, event)
+

@@ -1,0 +1,101 @@
+"""End to end on tiny checkpoints: windows with wrap-around, output frames, seeds, cancellation, bad input."""
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from engine.errors import InputError, JobCancelled
+from engine.pipelines.base import CancelToken
+from engine.pipelines.pose import pipeline as pose_pipeline_module
+from engine.pipelines.pose.pipeline import PosePipeline
+
+
+def clip(frames: int, seed: int = 0, size: int = 64) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    return {"reference": rng.integers(0, 256, (80, 72, 3), dtype=np.uint8),
+            "motion": [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(frames)]}
+
+
+SMALL = {"size": 64, "steps": 1, "context": 2, "overlap": 1}  # two frames: one window
+
+
+def test_twenty_frames_run_three_windows_with_wrap_around(pose_pipeline: PosePipeline,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    schedules, calls, reports = [], [], []
+
+    def spy_schedule(*args: Any) -> list[list[int]]:
+        schedules.append(pose_pipeline_module.window_schedule.__wrapped__(*args))
+        return schedules[-1]
+
+    spy_schedule.__wrapped__ = pose_pipeline_module.window_schedule
+    monkeypatch.setattr(pose_pipeline_module, "window_schedule", spy_schedule)
+    hook = pose_pipeline.unet.register_forward_pre_hook(lambda m, args: calls.append(tuple(args[0].shape)))
+    try:
+        frames = pose_pipeline(clip(20), {"size": 64, "steps": 2, "guidance": 7.5, "seed": 1},
+                               progress=lambda f, m: reports.append((f, m)))
+    finally:
+        hook.remove()
+    assert schedules == [[list(range(16)), list(range(12, 28)), [*range(24, 32), *range(8)]]]
+    assert calls == [(2, 4, 16, 8, 8)] * 6  # 2 steps x 3 windows, uncond + cond halves of 16 frames
+    assert frames.shape == (20, 64, 64, 3) and frames.dtype == np.float32
+    assert frames.min() >= 0.0 and frames.max() <= 1.0 and frames.std() > 0.01
+    assert [m for _, m in reports[:2]] == ["Denoising step 1/2", "Denoising step 2/2"]
+    assert reports[0][0] == pytest.approx(0.45) and reports[-1][0] == pytest.approx(1.0)
+    assert all(a[0] <= b[0] for a, b in zip(reports, reports[1:]))
+
+
+def test_same_seed_same_frames_and_inputs_matter(pose_pipeline: PosePipeline) -> None:
+    first = pose_pipeline(clip(2), {**SMALL, "seed": 7})
+    assert first.shape == (2, 64, 64, 3)
+    np.testing.assert_array_equal(first, pose_pipeline(clip(2), {**SMALL, "seed": 7}))
+    assert np.abs(first - pose_pipeline(clip(2), {**SMALL, "seed": 8})).max() > 1e-3
+    other_reference = {**clip(2), "reference": clip(3, seed=5)["reference"]}
+    assert np.abs(first - pose_pipeline(other_reference, {**SMALL, "seed": 7})).max() > 1e-4
+
+
+def test_guidance_one_is_the_conditional_prediction(pose_pipeline: PosePipeline) -> None:
+    captured = []
+    hook = pose_pipeline.unet.register_forward_hook(lambda m, a, out: captured.append(out))
+    try:
+        pose_pipeline(clip(2), {**SMALL, "seed": 3, "guidance": 1.0})
+        pose_pipeline(clip(2), {**SMALL, "seed": 3, "guidance": 2.0})
+    finally:
+        hook.remove()
+    single, pair = captured
+    assert single.shape[0] == 1 and pair.shape[0] == 2
+    torch.testing.assert_close(single[0], pair[1], atol=1e-5, rtol=1e-4)  # cond half reads the reference
+    assert (pair[0] - pair[1]).abs().max() > 1e-4
+
+
+def test_cancel_before_start_and_between_steps(pose_pipeline: PosePipeline) -> None:
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(JobCancelled):
+        pose_pipeline(clip(2), SMALL, cancel=token)
+    token, steps = CancelToken(), []
+
+    def cancel_after_first_step(fraction: float, message: str) -> None:
+        steps.append(message)
+        token.cancel()
+
+    with pytest.raises(JobCancelled):
+        pose_pipeline(clip(2), {**SMALL, "steps": 3}, progress=cancel_after_first_step, cancel=token)
+    assert steps == ["Denoising step 1/3"]
+
+
+@pytest.mark.parametrize(("inputs", "options", "match"), [
+    (clip(2, size=48), {"size": 64}, "resize the DensePose video"),
+    ({"reference": clip(1)["reference"], "motion": []}, {"size": 64}, "no frames"),
+    ({"reference": clip(1)["reference"].astype(np.float32), "motion": clip(1)["motion"]}, {"size": 64}, "uint8"),
+    ({"motion": clip(1)["motion"]}, {"size": 64}, "reference image"),
+    (clip(1), {"size": 96}, "multiple of 64"),
+    (clip(1), {"size": 64, "overlap": 16}, "overlap"),
+    (clip(1), {"size": 64, "context": 32}, "context"),
+    (clip(1), {"size": 64, "guidance": 0.5}, "guidance"),
+    (clip(1), {"size": 64, "steps": "many"}, "wrong type"),
+    (clip(1), {"size": 64, "strength": 1}, "Unknown option"),
+])
+def test_bad_input_is_an_input_error(pose_pipeline: PosePipeline, inputs: dict, options: dict, match: str) -> None:
+    with pytest.raises(InputError, match=match):
+        pose_pipeline(inputs, options)

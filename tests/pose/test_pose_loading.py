@@ -11,7 +11,8 @@ from safetensors.torch import load_file, save_file
 from engine.errors import CheckpointError
 from engine.pipelines.pose.appearance import load_appearance_encoder
 from engine.pipelines.pose.tiny import TEMPORAL, TINY_UNET, rewrite_temporal_checkpoint
-from engine.pipelines.pose.weights import SAFETENSORS, load_video_unet
+from engine.pipelines.pose.weights import load_video_unet
+from engine.weights import DIFFUSERS_WEIGHTS
 
 MISSING_24 = {
     "conv_norm_out.weight", "conv_norm_out.bias", "conv_out.weight", "conv_out.bias",
@@ -99,7 +100,7 @@ def test_pickled_objects_are_refused(unet_folders: dict[str, Path]) -> None:
 
 
 def test_appearance_file_lacks_exactly_the_24_keys(pose_folders: dict[str, Path]) -> None:
-    stored = set(load_file(str(pose_folders["magicanimate"] / "appearance_encoder" / SAFETENSORS)))
+    stored = set(load_file(str(pose_folders["magicanimate"] / "appearance_encoder" / DIFFUSERS_WEIGHTS)))
     with torch.device("meta"):
         full = set(UNet2DConditionModel.from_config(TINY_UNET).state_dict())
     assert len(MISSING_24) == 24 and MISSING_24 <= full
@@ -112,8 +113,8 @@ def test_appearance_file_lacks_exactly_the_24_keys(pose_folders: dict[str, Path]
 def test_appearance_encoder_refuses_a_complete_unet(pose_folders: dict[str, Path], tmp_path: Path) -> None:
     folder = tmp_path / "appearance_encoder"
     shutil.copytree(pose_folders["magicanimate"] / "appearance_encoder", folder)
-    state = load_file(str(folder / SAFETENSORS))
+    state = load_file(str(folder / DIFFUSERS_WEIGHTS))
     state["conv_out.weight"] = torch.zeros(4, 32, 3, 3)
-    save_file(state, str(folder / SAFETENSORS))
+    save_file(state, str(folder / DIFFUSERS_WEIGHTS))
     with pytest.raises(CheckpointError, match="unexpected.*conv_out"):
         load_appearance_encoder(folder, "cpu", torch.float32)

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from engine.pipelines.pose.appearance import AppearanceEncoder, load_appearance_encoder
 from engine.pipelines.pose.tiny import TINY_UNET, randomise_zeros, tiny_unet3d
 from engine.pipelines.pose.unet3d import SpatialBlock
-from engine.pipelines.pose.weights import SAFETENSORS
+from engine.weights import DIFFUSERS_WEIGHTS
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def encoder(pose_folders: dict[str, Path]) -> AppearanceEncoder:
 def test_writer_records_norm1_of_mid_and_up_blocks_widest_first(pose_folders: dict[str, Path],
                                                                 encoder: AppearanceEncoder) -> None:
     full = UNet2DConditionModel.from_config(TINY_UNET).eval()
-    full.load_state_dict(load_file(str(pose_folders["magicanimate"] / "appearance_encoder" / SAFETENSORS)),
+    full.load_state_dict(load_file(str(pose_folders["magicanimate"] / "appearance_encoder" / DIFFUSERS_WEIGHTS)),
                          strict=False)  # the 24 absent tensors stay random: they come after the last feature
     recorded = []
     for part in (full.mid_block, full.up_blocks):

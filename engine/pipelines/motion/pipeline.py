@@ -34,7 +34,7 @@ from . import flows
 from .cmp import CMP, load_cmp
 from .controlnet import FlowControlNet
 from .svd_unet import MofaSVDUNet
-from .weights import load_clip_vision, load_diffusers_model
+from engine.weights import load_clip_vision, load_diffusers_model
 
 SVD_KEY, TRAJ_KEY = "svd_xt_11", "mofa_traj"
 CONTROLNET_DIR = "ckpts/controlnet"

@@ -17,7 +17,7 @@ from diffusers.models.attention import BasicTransformerBlock
 from torch import nn
 
 from engine.pipelines.pose.reference import order_by_width
-from engine.pipelines.pose.weights import SAFETENSORS, assign_strict, build_on_meta, read_json, read_safetensors
+from engine.weights import DIFFUSERS_WEIGHTS, assign_strict, build_on_meta, read_json, read_state
 
 # The block whose norm1 output is the last feature needed; everything after it is absent from the checkpoint.
 LAST_WRITER = "up_blocks.3.attentions.2"
@@ -83,5 +83,5 @@ def build_appearance_encoder(config: dict[str, Any]) -> AppearanceEncoder:
 
 def load_appearance_encoder(folder: Path, device: Any, dtype: torch.dtype) -> AppearanceEncoder:
     encoder = build_appearance_encoder(read_json(folder / "config.json"))
-    assign_strict(encoder.unet, read_safetensors(folder / SAFETENSORS), str(folder / SAFETENSORS), device, dtype)
+    assign_strict(encoder.unet, read_state([folder / DIFFUSERS_WEIGHTS]), str(folder / DIFFUSERS_WEIGHTS), device, dtype)
     return encoder.eval()

@@ -29,7 +29,8 @@ from engine.pipelines.pose.appearance import AppearanceEncoder, load_appearance_
 from engine.pipelines.pose.context import WindowAverage, padded_length, tiled_noise, window_schedule
 from engine.pipelines.pose.motion_module import MOTION_MAX_LEN
 from engine.pipelines.pose.unet3d import UNet3DConditionModel
-from engine.pipelines.pose.weights import load_diffusers_model, load_video_unet
+from engine.pipelines.pose.weights import load_video_unet
+from engine.weights import load_diffusers_model
 
 LATENT_SCALE = 0.18215
 DECODE_CHUNK = 8

@@ -18,7 +18,8 @@ from transformers import CLIPTextConfig, CLIPTextModel
 
 from engine.pipelines.pose.appearance import prune
 from engine.pipelines.pose.unet3d import SD_DOWN, SD_UP, UNet3DConditionModel, UNet3DConfig
-from engine.pipelines.pose.weights import SAFETENSORS, read_temporal_checkpoint
+from engine.pipelines.pose.weights import read_temporal_checkpoint
+from engine.weights import DIFFUSERS_WEIGHTS
 
 TINY_UNET = {
     "_class_name": "UNet2DConditionModel", "act_fn": "silu", "attention_head_dim": 8,
@@ -76,7 +77,7 @@ def write_tokenizer(folder: Path) -> int:
 def _save_diffusers(folder: Path, class_name: str, config: dict, state: dict[str, torch.Tensor]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(config | {"_class_name": class_name}))
-    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / SAFETENSORS))
+    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / DIFFUSERS_WEIGHTS))
 
 
 def tiny_unet3d(seed: int = 0) -> UNet3DConditionModel:
@@ -132,4 +133,4 @@ def rewrite_temporal_checkpoint(folders: dict[str, Path], variant: str) -> None:
     else:
         torch.save({"unet." + k: v for k, v in state.items() if "motion_modules" in k}, path)
         spatial = {k: v.contiguous() for k, v in state.items() if "motion_modules" not in k}
-        save_file(spatial, str(Path(folders["sd15"]) / "unet" / SAFETENSORS))
+        save_file(spatial, str(Path(folders["sd15"]) / "unet" / DIFFUSERS_WEIGHTS))

@@ -5,66 +5,15 @@ tensors with `load_state_dict(strict=True, assign=True)`; any key mismatch is a 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any
 
 import torch
-from safetensors.torch import load_file
-from torch import nn
 
 from engine.errors import CheckpointError
 from engine.pipelines.pose.motion_module import sinusoidal_table
 from engine.pipelines.pose.unet3d import UNet3DConditionModel, UNet3DConfig
-
-M = TypeVar("M", bound=nn.Module)
-SAFETENSORS = "diffusion_pytorch_model.safetensors"
-
-
-def _keys_message(kind: str, keys: set[str]) -> str:
-    shown = ", ".join(sorted(keys)[:5])
-    return f"{len(keys)} {kind} key(s) ({shown}{', ...' if len(keys) > 5 else ''})"
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing; download the checkpoint again.")
-    return json.loads(path.read_text())
-
-
-def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing; download the checkpoint again.")
-    return load_file(str(path))
-
-
-def assign_strict(model: M, state: Mapping[str, torch.Tensor], what: str, device: Any, dtype: torch.dtype) -> M:
-    """Give a meta-built `model` exactly the tensors of `state` (no missing, no unexpected), then move it."""
-    expected = set(model.state_dict())
-    missing, unexpected = expected - set(state), set(state) - expected
-    if missing or unexpected:
-        parts = [_keys_message("missing", missing)] if missing else []
-        parts += [_keys_message("unexpected", unexpected)] if unexpected else []
-        raise CheckpointError(f"{what} does not match the expected network: {'; '.join(parts)}. "
-                              "The file is probably from another model or incomplete; download it again.")
-    try:
-        model.load_state_dict(state, strict=True, assign=True)
-    except RuntimeError as err:  # shape mismatch
-        raise CheckpointError(f"{what} has tensors of the wrong shape: {err}") from err
-    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
-
-
-def build_on_meta(factory: Callable[[], M]) -> M:
-    with torch.device("meta"):
-        return factory()
-
-
-def load_diffusers_model(cls: Any, folder: Path, device: Any, dtype: torch.dtype) -> Any:
-    """A diffusers model (ControlNet, VAE) from `config.json` + safetensors, loaded strictly."""
-    config = read_json(folder / "config.json")
-    model = build_on_meta(lambda: cls.from_config(config))
-    return assign_strict(model, read_safetensors(folder / SAFETENSORS), f"{folder / SAFETENSORS}", device, dtype)
-
+from engine.weights import DIFFUSERS_WEIGHTS, assign_strict, build_on_meta, describe_keys, read_json, read_state
 
 def read_temporal_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     """The raw dict of temporal_attention.ckpt: unwraps {'state_dict': ...} and strips 'module.' prefixes."""
@@ -94,17 +43,17 @@ def _select_unet_keys(ckpt: dict[str, torch.Tensor], expected: set[str], path: P
     unexpected = set(motion) - expected
     if not motion or unexpected:
         raise CheckpointError(f"{path} does not fit MagicAnimate's UNet: "
-                              f"{_keys_message('unexpected', unexpected or set(ckpt) - expected)}.")
+                              f"{describe_keys('unexpected', unexpected or set(ckpt) - expected)}.")
     return motion
 
 
 def _read_spatial_weights(unet_folder: Path) -> dict[str, torch.Tensor]:
-    path = unet_folder / SAFETENSORS
+    path = unet_folder / DIFFUSERS_WEIGHTS
     if not path.is_file():
         raise CheckpointError(
             "temporal_attention.ckpt holds only the motion modules, so the Stable Diffusion 1.5 UNet weights are "
-            f"needed too, but {path} is missing. Download `unet/{SAFETENSORS}` of stable-diffusion-v1-5.")
-    return read_safetensors(path)
+            f"needed too, but {path} is missing. Download `unet/{DIFFUSERS_WEIGHTS}` of stable-diffusion-v1-5.")
+    return read_state([path])
 
 
 def load_video_unet(unet_folder: Path, temporal_ckpt: Path, device: Any, dtype: torch.dtype) -> UNet3DConditionModel:
@@ -125,7 +74,7 @@ def load_video_unet(unet_folder: Path, temporal_ckpt: Path, device: Any, dtype: 
     missing = set(expected) - set(state)
     missing_motion = {key for key in missing if "motion_modules" in key and not key.endswith(".pe")}
     if missing_motion:
-        raise CheckpointError(f"{temporal_ckpt} lacks motion-module weights: {_keys_message('missing', missing_motion)}.")
+        raise CheckpointError(f"{temporal_ckpt} lacks motion-module weights: {describe_keys('missing', missing_motion)}.")
     if any("motion_modules" not in key for key in missing):
         state = {**_read_spatial_weights(unet_folder), **state}
     for key in set(expected) - set(state):

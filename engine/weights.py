@@ -1,0 +1,104 @@
+"""Strict, safe loading of published weights shared by every pipeline.
+
+Networks are built on the meta device (no random init of billions of parameters) and receive the stored tensors with
+`load_state_dict(strict=True, assign=True)`. Only safetensors are read here; pickled checkpoints are each pipeline's
+business and always go through `torch.load(..., weights_only=True)`. Any mismatch is a CheckpointError naming keys.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, TypeVar
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from engine.errors import CheckpointError
+
+M = TypeVar("M", bound=nn.Module)
+DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
+
+
+def describe_keys(kind: str, keys: Iterable[str]) -> str:
+    """'3 missing key(s) (a, b, c)' with at most five names shown."""
+    keys = sorted(keys)
+    shown = ", ".join(keys[:5])
+    return f"{len(keys)} {kind} key(s) ({shown}{', ...' if len(keys) > 5 else ''})"
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing; download the checkpoint again.")
+    return json.loads(path.read_text())
+
+
+def weight_files(folder: Path, stem: str, dtype: torch.dtype) -> list[Path]:
+    """The safetensors file(s) of a model folder: the fp16 variant first for half dtypes; sharded indexes too."""
+    variants = ("fp16.", "") if dtype in (torch.float16, torch.bfloat16) else ("", "fp16.")
+    for variant in variants:
+        single = folder / f"{stem}.{variant}safetensors"
+        if single.is_file():
+            return [single]
+        index = folder / f"{stem}.safetensors.index.{variant}json"
+        if index.is_file():
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            return [folder / shard for shard in shards]
+    raise CheckpointError(f"No {stem}*.safetensors in {folder}; download the checkpoint again.")
+
+
+def read_state(files: Iterable[Path]) -> dict[str, torch.Tensor]:
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        if not file.is_file():
+            raise CheckpointError(f"{file} is missing; download the checkpoint again.")
+        try:
+            state.update(load_file(str(file)))
+        except Exception as exc:  # truncated or foreign file
+            raise CheckpointError(f"Could not read {file}: {exc}. Delete it and download it again.") from exc
+    return state
+
+
+def build_on_meta(factory: Callable[[], M]) -> M:
+    with torch.device("meta"):
+        return factory()
+
+
+def assign_strict(model: M, state: Mapping[str, torch.Tensor], what: str, device: Any, dtype: torch.dtype) -> M:
+    """Give a meta-built `model` exactly the tensors of `state` (no missing, no unexpected), then move it."""
+    expected = set(model.state_dict())
+    missing, unexpected = expected - set(state), set(state) - expected
+    if missing or unexpected:
+        parts = [describe_keys("missing", missing)] if missing else []
+        parts += [describe_keys("unexpected", unexpected)] if unexpected else []
+        raise CheckpointError(f"{what} does not match the expected network: {'; '.join(parts)}. "
+                              "The file is probably from another model or incomplete; download it again.")
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as exc:  # shape mismatch
+        raise CheckpointError(f"{what} has tensors of the wrong shape: {exc}") from exc
+    left = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:
+        raise CheckpointError(f"{what} leaves tensors uninitialised: {describe_keys('unset', left)}.")
+    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+
+
+def load_diffusers_model(cls: Any, folder: Path, device: Any, dtype: torch.dtype,
+                         stem: str = "diffusion_pytorch_model") -> Any:
+    """A diffusers model from `folder/config.json` + its safetensors, built without allocating, loaded strictly."""
+    config = read_json(folder / "config.json")
+    model = build_on_meta(lambda: cls.from_config(config))
+    return assign_strict(model, read_state(weight_files(folder, stem, dtype)), str(folder), device, dtype)
+
+
+def load_clip_vision(folder: Path, device: Any, dtype: torch.dtype) -> nn.Module:
+    """CLIPVisionModelWithProjection from a transformers folder, strictly."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    config = CLIPVisionConfig.from_dict(read_json(folder / "config.json"))
+    model = CLIPVisionModelWithProjection(config)  # not on meta: it has non-persistent buffers the file lacks
+    state = read_state(weight_files(folder, "model", dtype))
+    # Older transformers saved this index buffer; current versions rebuild it and do not store it.
+    if "vision_model.embeddings.position_ids" not in model.state_dict():
+        state.pop("vision_model.embeddings.position_ids", None)
+    return assign_strict(model, state, str(folder), device, dtype)

@@ -194,9 +194,12 @@ class Engine:
         return used
 
     def bench(self, task: str, device: str = "auto", size: str = "full", **kwargs: Any) -> dict[str, Any]:
+        """Run the task's benchmark (full-size models with random weights); --dtype other than auto is passed on."""
         from engine import runtime
 
-        return load_attr(self.task(task).bench)(device=str(runtime.choose_device(device)), size=size, **kwargs)
+        dtype = None if self.config.dtype == "auto" else str(runtime.DTYPES[self.config.dtype]).removeprefix("torch.")
+        return load_attr(self.task(task).bench)(device=str(runtime.choose_device(device)), size=size, dtype=dtype,
+                                                **kwargs)
 
 
 def _recorded_inputs(spec: TaskSpec, inputs: Mapping[str, Any]) -> dict[str, Any]:

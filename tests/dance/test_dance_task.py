@@ -24,6 +24,9 @@ def sheets(tiny_hub: Path) -> list[Path]:
     return sorted(folder.glob("*.png"))[:2]
 
 
+FAST = {"working_size": 128}  # the tiny networks do not need the production 256
+
+
 def frames_of(path: Path) -> list[np.ndarray]:
     return media.read_video(path)[0]
 
@@ -42,7 +45,7 @@ def test_mp4_with_the_example_motion(session_engine: Engine, sheets: list[Path])
 
 def test_png_frames_are_rgba_with_the_range_and_fit_size(session_engine: Engine, sheets: list[Path]) -> None:
     result = session_engine.run("dance", {"sheets": sheets}, {
-        "format": "png", "frame_start": 2, "frame_end": 7, "output_size": "fit", "width": 80, "height": 64})
+        **FAST, "format": "png", "frame_start": 2, "frame_end": 7, "output_size": "fit", "width": 80, "height": 64})
     pngs = sorted(result.files["frames"].glob("*.png"))
     assert [p.name for p in pngs] == [f"{i:06d}.png" for i in range(5)]
     first = media.read_image(pngs[0])
@@ -52,12 +55,12 @@ def test_png_frames_are_rgba_with_the_range_and_fit_size(session_engine: Engine,
 
 
 def test_webm_keeps_transparency(session_engine: Engine, sheets: list[Path]) -> None:
-    result = session_engine.run("dance", {"sheets": sheets}, {"format": "webm", "frame_end": 3})
+    result = session_engine.run("dance", {"sheets": sheets}, {**FAST, "format": "webm", "frame_end": 3})
     assert result.files["video"].suffix == ".webm" and len(frames_of(result.files["video"])) == 3
 
 
 def test_deterministic(session_engine: Engine, sheets: list[Path]) -> None:
-    runs = [session_engine.run("dance", {"sheets": sheets}, {"format": "png", "frame_end": 2}) for _ in range(2)]
+    runs = [session_engine.run("dance", {"sheets": sheets}, {**FAST, "format": "png", "frame_end": 2}) for _ in range(2)]
     a, b = (media.read_image(r.files["frames"] / "000001.png") for r in runs)
     assert np.array_equal(a, b)
 
@@ -66,7 +69,7 @@ def test_sheets_without_transparency_are_cut_out(session_engine: Engine, sheets:
     rgba = media.read_image(sheets[0]).astype(np.float32) / 255
     premultiplied = np.concatenate([rgba[..., :3] * rgba[..., 3:], rgba[..., 3:]], axis=-1)
     flat = media.write_png(tmp_path / "flat.jpg", media.composite(premultiplied, None))  # on black, no alpha
-    result = session_engine.run("dance", {"sheets": [flat]}, {"frame_end": 2})
+    result = session_engine.run("dance", {"sheets": [flat]}, {**FAST, "frame_end": 2})
     cut = media.read_image(result.files["cutouts"] / "00.png")
     assert cut.shape[-1] == 4 and 0 < cut[..., 3].mean() < 250
     with pytest.raises(InputError, match="no transparent area"):
@@ -77,7 +80,7 @@ def test_parser_mode_from_a_dance_video(session_engine: Engine, sheets: list[Pat
     video = tmp_path / "dance.mp4"
     rng = np.random.default_rng(0)
     media.write_mp4(video, [rng.integers(0, 255, (POSE_H, POSE_W, 3), dtype=np.uint8) for _ in range(4)], fps=10)
-    result = session_engine.run("dance", {"sheets": sheets, "poses": video}, {"format": "png"})
+    result = session_engine.run("dance", {"sheets": sheets, "poses": video}, {**FAST, "format": "png"})
     assert len(list(result.files["frames"].glob("*.png"))) == 4
     assert not (result.folder / "video_frames").exists()
 
@@ -127,7 +130,7 @@ def test_bad_inputs_are_named(session_engine: Engine, sheets: list[Path], tmp_pa
 
 
 def test_cli_writes_mp4_and_png_frames(capsys, tiny_hub: Path, sheets: list[Path], tmp_path: Path) -> None:
-    common = ["--cache-dir", str(tiny_hub), "--offline", "--device", "cpu", "--frame-end", "3"]
+    common = ["--cache-dir", str(tiny_hub), "--offline", "--device", "cpu", "--frame-end", "3", "--working-size", "128"]
     args = [a for s in sheets for a in ("--sheet", str(s))]
     assert main(["dance", *args, "--out", str(tmp_path / "mp4"), *common]) == 0
     assert len(frames_of(tmp_path / "mp4" / "result.mp4")) == 3
@@ -144,7 +147,7 @@ def test_tab_through_gradio_client(session_engine: Engine, sheets: list[Path]) -
         client = Client(demo.local_url, verbose=False)
         video, download, gallery = client.predict(
             [handle_file(str(s)) for s in sheets], None, None, "colour", "#ff0000", None,
-            12, "mp4", "crop", 512, 512, 0, 4, True, api_name="/dance")
+            12, "mp4", "crop", 512, 512, 0, 4, True, 128, api_name="/dance")
         path = Path(video["video"] if isinstance(video, dict) else video)
         assert len(frames_of(path)) == 4 and media.video_info(path).fps == pytest.approx(12)
         assert len(gallery) == 4 and download

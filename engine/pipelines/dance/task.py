@@ -33,6 +33,8 @@ TASK = TaskSpec(
         Option("frame_end", "int", -1, "frame after the last one to render (-1: to the end)", minimum=-1,
                advanced=True),
         Option("cutout", "bool", True, "cut out sheets that have no transparency automatically", advanced=True),
+        Option("working_size", "int", 256, "resolution the networks run at (CoNR was trained at 256; larger is "
+               "slower and not what the published weights saw)", choices=(128, 256, 384, 512), advanced=True),
     ),
     pipeline="engine.pipelines.dance.pipeline:DancePipeline",
     validate="engine.pipelines.dance.job:validate",

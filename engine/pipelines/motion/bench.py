@@ -54,11 +54,13 @@ def build_random_pipeline(device: str, size: str, dtype: torch.dtype) -> MotionP
         cmp=cmp, device=dev, dtype=dtype)
 
 
-def bench(device: str, size: str = "full", frames: int = 25, steps: int = 25) -> dict:
-    """Seconds per denoising step, seconds per video, peak memory; 512x512 (full) or 64x64 (tiny)."""
+def bench(device: str, size: str = "full", frames: int = 25, steps: int = 25, dtype: str | None = None) -> dict:
+    """Seconds per denoising step, seconds per video, peak memory; 512x512 (full) or 64x64 (tiny).
+
+    dtype: a torch dtype name; default float16 on CUDA, float32 elsewhere."""
     if size not in ("full", "tiny"):
         raise ValueError("size must be 'full' or 'tiny'")
-    dtype = torch.float16 if torch.device(device).type == "cuda" else torch.float32
+    dtype = getattr(torch, dtype) if dtype else (torch.float16 if torch.device(device).type == "cuda" else torch.float32)
     pipeline = build_random_pipeline(device, size, dtype)
     side = 512 if size == "full" else 64
     image = (np.random.RandomState(0).rand(side, side, 3) * 255).astype(np.uint8)

@@ -57,10 +57,12 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.no_grad()
-def bench(device: str, size: str = "full", frames: int = 16) -> dict[str, Any]:
-    """Time one denoising step over `frames` frames (16 = one window) and the VAE decode; report peak memory."""
+def bench(device: str, size: str = "full", frames: int = 16, dtype: str | None = None) -> dict[str, Any]:
+    """Time one denoising step over `frames` frames (16 = one window) and the VAE decode; report peak memory.
+
+    dtype: a torch dtype name; default float16 on CUDA, float32 elsewhere."""
     dev = torch.device(device)
-    dtype = torch.float16 if dev.type == "cuda" else torch.float32
+    dtype = getattr(torch, dtype) if dtype else (torch.float16 if dev.type == "cuda" else torch.float32)
     pipe, image, text_width = build_random_pipeline(size, dev, dtype)
     total = padded_length(frames, 16)
     latents = torch.randn(1, 4, total, image // 8, image // 8, device=dev, dtype=dtype)

@@ -14,7 +14,7 @@ from engine.pipelines.base import CancelToken
 from engine.pipelines.dance.bench import bench
 from engine.pipelines.dance.networks import NETWORK_NAMES
 from engine.pipelines.dance.pipeline import DancePipeline, frame_count
-from engine.pipelines.dance.sheets import square_box
+from engine.pipelines.dance.sheets import prepare_sheets, square_box
 from engine.pipelines.dance.udp import PoseImageSequence, UDPSequence
 
 from .conftest import SIZE
@@ -140,3 +140,12 @@ def test_bench_reports_timings():
     report = bench("cpu", size="tiny", sheets=2, frames=1)
     assert report["device"] == "cpu" and report["dtype"] == "float32"
     assert report["parser_s"] > 0 and report["s_per_frame"] > 0 and report["peak_mem_mb"] > 0
+
+
+def test_sheet_reference_keeps_the_originals_double_alpha(pipeline, sheets):
+    rgb, mask = prepare_sheets(sheets, SIZE)
+    character = pipeline._parse_character(rgb, mask)
+    reference = character.reference[0].numpy()
+    np.testing.assert_allclose(reference[:, :3], mask * rgb)  # rgb is already premultiplied once
+    np.testing.assert_array_equal(reference[:, 3:], mask)
+    assert [tuple(f.shape[:2]) for f in character.features] == [(1, 2)] * 5

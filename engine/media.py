@@ -50,21 +50,25 @@ def write_png(path: str | Path, array: np.ndarray) -> Path:
     return path
 
 
-def resize(array: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Area resampling when shrinking, bilinear when enlarging (as OpenCV users expect)."""
-    import cv2
-
+def resize(array: np.ndarray, width: int, height: int, method: str = "auto") -> np.ndarray:
+    """auto: OpenCV area when shrinking, bilinear when enlarging. bicubic: Pillow's default `Image.resize`
+    filter, which several original research demos used (match it where fidelity to them matters)."""
     if array.shape[1] == width and array.shape[0] == height:
         return array
+    if method == "bicubic":
+        return np.asarray(Image.fromarray(array).resize((width, height), Image.Resampling.BICUBIC))
+    import cv2
+
     shrinking = width * height < array.shape[0] * array.shape[1]
     return cv2.resize(array, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
-def fit(array: np.ndarray, width: int, height: int, mode: str = "crop", fill: int = 0) -> np.ndarray:
-    """Bring an image to width x height: 'crop' (centre crop, keep aspect), 'pad' (letterbox), 'stretch'."""
+def fit(array: np.ndarray, width: int, height: int, mode: str = "crop", fill: int | Sequence[int] = 0,
+        method: str = "auto") -> np.ndarray:
+    """Bring an image to width x height: 'crop' (centre crop, keep aspect), 'pad' (letterbox with `fill`), 'stretch'."""
     h, w = array.shape[:2]
     if mode == "stretch":
-        return resize(array, width, height)
+        return resize(array, width, height, method)
     if mode == "crop":
         scale = max(width / w, height / h)
     elif mode == "pad":
@@ -72,8 +76,9 @@ def fit(array: np.ndarray, width: int, height: int, mode: str = "crop", fill: in
     else:
         raise InputError(f"Unknown fit mode '{mode}'. Use crop, pad or stretch.")
     new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-    scaled = resize(array, new_w, new_h)
-    canvas = np.full((height, width) + array.shape[2:], fill, dtype=array.dtype)
+    scaled = resize(array, new_w, new_h, method)
+    canvas = np.empty((height, width) + array.shape[2:], dtype=array.dtype)
+    canvas[...] = fill
     # Offsets of the scaled image inside the canvas (negative = cropped away).
     ox, oy = (width - new_w) // 2, (height - new_h) // 2
     src_x0, src_y0 = max(0, -ox), max(0, -oy)

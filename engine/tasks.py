@@ -17,6 +17,7 @@ from engine.hub import CONFIG_DIR
 TASK_MODULES = (
     "engine.pipelines.dance.task",
     "engine.pipelines.motion.task",
+    "engine.pipelines.pose.task",
 )
 
 

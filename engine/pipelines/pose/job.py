@@ -1,0 +1,124 @@
+"""Pose animation job: check the reference photo and the DensePose video (before any model loads), fit both to the
+working square, run MagicAnimate, write result.mp4 and grid.mp4 (reference | motion | result, the original demo's
+output); plus the tab's preview of the fitted reference.
+"""
+from __future__ import annotations
+
+from contextlib import closing
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+from PIL import Image
+
+from engine import media
+from engine.errors import InputError
+from engine.jobs import JobContext
+
+MAX_IMAGE_PIXELS = 80_000_000  # below Pillow's decompression-bomb warning; a 48 MP phone photo passes
+MAX_MOTION_FRAMES = 1800  # 72 s at 25 fps; MagicAnimate keeps per-frame ControlNet residuals for the whole clip
+MAX_DECODED_BYTES = 6 * 2**30  # the motion video is decoded whole (at its own resolution) before resampling
+RESIZE = "bicubic"  # the original resizes the reference and every motion frame with Pillow's default (bicubic)
+PIPELINE_OPTIONS = ("size", "steps", "guidance", "seed", "context", "overlap")
+
+
+# ---------------------------------------------------------------------------------------------------- inputs
+
+def read_reference(path: str | Path) -> np.ndarray:
+    """The reference photo as HxWx3 uint8; pictures too large to hold are refused from their header."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            pixels = img.size[0] * img.size[1]
+    except Image.DecompressionBombError:  # Pillow's own limit, far above ours
+        pixels = MAX_IMAGE_PIXELS + 1
+    except (OSError, ValueError, SyntaxError):
+        pixels = 0  # unreadable or missing: read_image names the problem
+    if pixels > MAX_IMAGE_PIXELS:
+        raise InputError(f"Reference image '{path.name}' is too large (more than {MAX_IMAGE_PIXELS // 10**6} "
+                         "megapixels). Downscale it: the model sees it at 512x512.")
+    return media.read_image(path, keep_alpha=False)
+
+
+def check_motion(path: str | Path, fps: float) -> None:
+    """A readable video whose first frame decodes and whose length is within the limits (no full decode)."""
+    path = Path(path)
+    info = media.video_info(path)
+    decoded = info.frames * info.width * info.height * 3
+    if decoded > MAX_DECODED_BYTES:
+        raise InputError(f"Motion video '{path.name}' is too big to decode ({info.frames} frames of "
+                         f"{info.width}x{info.height}). Trim it or downscale it to 512x512 first.")
+    if info.frames and len(media.resample_indices(info.frames, info.fps, fps)) > MAX_MOTION_FRAMES:
+        raise InputError(f"Motion video '{path.name}' is too long ({info.frames} frames at {info.fps:g} fps; at most "
+                         f"{MAX_MOTION_FRAMES} frames at {fps:g} fps). Trim it or lower the fps option.")
+    with closing(media.iter_video(path)) as frames:
+        if next(frames, None) is None:
+            raise InputError(f"Motion video '{path.name}' contains no frames. Export the DensePose video again.")
+
+
+def border_colour(image: np.ndarray) -> tuple[int, ...]:
+    """Per-channel median of the outermost pixels: the colour 'pad' fills with (DensePose's background is
+    viridis(0) = (65, 0, 81), not black; a photo's border continues into its bars)."""
+    edges = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    return tuple(int(v) for v in np.median(edges, axis=0))
+
+
+def fit_reference(image: np.ndarray, size: int, mode: str) -> np.ndarray:
+    """The reference as the model will see it: size x size, cropped, padded or stretched (the tab previews this)."""
+    colour = border_colour(image)  # media.fit's fill goes to np.full, which takes a colour as well as an int
+    return media.fit(image, size, size, mode, fill=colour, method=RESIZE)
+
+
+def read_motion(path: str | Path, fps: float, size: int, mode: str) -> list[np.ndarray]:
+    """Every motion frame resampled to `fps` and fitted to size x size (pad bars in the first frame's border colour)."""
+    frames, _ = media.read_video(path, fps=fps)
+    if len(frames) > MAX_MOTION_FRAMES:
+        raise InputError(f"Motion video '{Path(path).name}' has {len(frames)} frames at {fps:g} fps; at most "
+                         f"{MAX_MOTION_FRAMES}. Trim it or lower the fps option.")
+    fill = border_colour(frames[0])
+    return [media.fit(frame, size, size, mode, fill=fill, method=RESIZE) for frame in frames]
+
+
+def pipeline_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The task's options as PosePipeline reads them."""
+    return {name: options[name] for name in PIPELINE_OPTIONS}
+
+
+def validate(inputs: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """Read the reference, check the motion video and the option combination. No model is loaded."""
+    from engine.pipelines.pose.pipeline import PoseOptions
+
+    if not inputs.get("image"):
+        raise InputError("Give a reference image: a photo of the person to animate (PNG, JPEG or WebP).")
+    if not inputs.get("motion"):
+        raise InputError("Give a motion video: a DensePose rendering of the movement (MP4, 25 fps, 512x512 is best).")
+    reference = read_reference(inputs["image"])
+    check_motion(inputs["motion"], options["fps"])
+    PoseOptions.parse(pipeline_options(options))  # size a multiple of 64, overlap < context, ...
+    return {"reference": reference, "motion": Path(inputs["motion"])}
+
+
+# ---------------------------------------------------------------------------------------------------- run
+
+def execute(ctx: JobContext) -> dict[str, Path]:
+    opts = ctx.options
+    size, mode, fps = opts["size"], opts["fit"], opts["fps"]
+    ctx.progress(0.0, "Reading the motion video")
+    motion = read_motion(ctx.inputs["motion"], fps, size, mode)
+    reference = fit_reference(ctx.inputs["reference"], size, mode)
+    pipeline = ctx.pipeline()
+    frames = pipeline({"reference": reference, "motion": motion}, pipeline_options(opts), ctx.progress, ctx.cancel)
+    result = (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    outputs = {"video": ctx.path("result.mp4")}
+    media.write_mp4(outputs["video"], result, fps)
+    if opts["grid"]:
+        outputs["grid"] = ctx.path("grid.mp4")
+        media.write_mp4(outputs["grid"], (media.hstack([reference, m, r]) for m, r in zip(motion, result)), fps)
+    return outputs
+
+
+def write_tiny_checkpoints(folders: Mapping[str, Path], seed: int = 0) -> None:
+    """Tiny SD1.5 / SD-VAE / MagicAnimate files in the published layouts (see pose/tiny.py)."""
+    from engine.pipelines.pose.tiny import write_tiny_checkpoints as write_pose
+
+    write_pose(dict(folders), seed=seed)

@@ -1,0 +1,42 @@
+"""Pose animation (MagicAnimate): the task's inputs and options, shared by the CLI, the tab and configs/pose.yaml."""
+from engine.tasks import Input, Option, TaskSpec
+
+TASK = TaskSpec(
+    name="pose",
+    title="Pose animation (MagicAnimate)",
+    description="A reference photo of a person + a DensePose motion video -> a video of that person doing the motion. "
+                "Stable Diffusion 1.5 with MagicAnimate's appearance encoder, DensePose ControlNet and temporal "
+                "attention.",
+    checkpoints=("sd15", "sd_vae_mse", "magicanimate"),
+    inputs=(
+        Input("image", "image", "reference photo of the person to animate (fitted to a size x size square)"),
+        Input("motion", "video", "DensePose motion video (the fine segmentation rendered with the viridis colormap, "
+              "as in MagicAnimate's examples); resampled to --fps and fitted to size x size"),
+    ),
+    options=(
+        Option("size", "int", 512, "side of the square the model works at, a multiple of 64 (MagicAnimate was "
+               "trained at 512; smaller is faster and blurrier)", minimum=64, maximum=768, step=64),
+        Option("steps", "int", 25, "DDIM denoising steps", minimum=1, maximum=100),
+        Option("guidance", "float", 7.5, "classifier-free guidance scale: how strongly the result follows the "
+               "reference's appearance (1 turns guidance off and halves the work)", minimum=1.0, maximum=20.0,
+               step=0.5),
+        Option("seed", "int", 1, "random seed (-1: a new random seed, recorded in settings.json); 1 is the "
+               "original demo's default", minimum=-1),
+        Option("fps", "int", 25, "the motion video is resampled to this frame rate, and the result plays at it "
+               "(MagicAnimate's videos are 25 fps)", minimum=1, maximum=60),
+        Option("fit", "choice", "crop", "how the reference and the motion frames become square: crop (centre crop), "
+               "pad (letterbox in the border colour) or stretch (the original's plain resize)",
+               choices=("crop", "pad", "stretch"), label="Fit to square"),
+        Option("grid", "bool", True, "also write grid.mp4: reference | motion | result side by side (the original "
+               "demo's output)", label="Grid video"),
+        Option("context", "int", 16, "frames per temporal window (16 as trained, at most 24)", minimum=1, maximum=24,
+               advanced=True),
+        Option("overlap", "int", 4, "frames shared by neighbouring windows (smaller than context)", minimum=0,
+               maximum=23, advanced=True),
+    ),
+    pipeline="engine.pipelines.pose.pipeline:PosePipeline",
+    validate="engine.pipelines.pose.job:validate",
+    execute="engine.pipelines.pose.job:execute",
+    bench="engine.pipelines.pose.bench:bench",
+    tiny_checkpoints="engine.pipelines.pose.job:write_tiny_checkpoints",
+)

@@ -58,6 +58,7 @@ def build_parser(tasks: dict[str, TaskSpec]) -> argparse.ArgumentParser:
                            parents=[common])
     bench.add_argument("task", choices=sorted(tasks))
     bench.add_argument("--size", choices=["full", "tiny"], default="full")
+    bench.add_argument("--frames", type=int, help="frames to time (task default if omitted; e.g. 16 or 64 for pose)")
     for spec in tasks.values():
         _add_task_parser(sub, spec, common)
     return parser
@@ -150,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "download":
             cmd_download(engine, args.task, args.dry_run)
         elif args.command == "bench":
-            print(json.dumps(engine.bench(args.task, device=args.device, size=args.size), indent=2))
+            extra = {"frames": args.frames} if args.frames else {}
+            print(json.dumps(engine.bench(args.task, device=args.device, size=args.size, **extra), indent=2))
         else:
             cmd_task(engine, engine.task(args.task), args)
     except KeyboardInterrupt:

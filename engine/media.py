@@ -215,39 +215,48 @@ def _pad_even(frame: np.ndarray) -> np.ndarray:
     return np.pad(frame, ((0, _even(h) - h), (0, _even(w) - w), (0, 0)), mode="edge")
 
 
+def _encode_video(container, frames: Iterable[np.ndarray], fps: float, codec: str, pix_fmt: str, layout: str,
+                  options: dict[str, str]) -> tuple[int, Fraction]:
+    """Encode frames (padded to even sizes) into a new stream of `container`; the stream opens on the first frame.
+    Returns (frame count, frame rate)."""
+    import av
+
+    rate = Fraction(fps).limit_denominator(1001)
+    channels = 4 if layout == "rgba" else 3
+    stream = None
+    count = 0
+    for frame in frames:
+        frame = _pad_even(np.ascontiguousarray(frame[..., :channels]))
+        if stream is None:
+            stream = container.add_stream(codec, rate=rate)
+            stream.width, stream.height = frame.shape[1], frame.shape[0]
+            stream.pix_fmt = pix_fmt
+            stream.options = options
+        for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format=layout)):
+            container.mux(packet)
+        count += 1
+    if stream is None:
+        raise InputError("No frames to write: the result is empty. Check the frame range.")
+    for packet in stream.encode():
+        container.mux(packet)
+    return count, rate
+
+
 def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: float, audio: tuple[np.ndarray, int] | None = None,
               crf: int = 18) -> int:
     """Browser-playable H.264 yuv420p MP4 (odd sizes padded to even), optional mono AAC track. Returns frame count."""
     import av
 
-    rate = Fraction(fps).limit_denominator(1001)
-    count = 0
     with av.open(str(path), mode="w") as container:
-        stream = None
-        for frame in frames:
-            frame = _pad_even(np.ascontiguousarray(frame[..., :3]))
-            if stream is None:
-                stream = container.add_stream("libx264", rate=rate)
-                stream.width, stream.height = frame.shape[1], frame.shape[0]
-                stream.pix_fmt = "yuv420p"
-                stream.options = {"crf": str(crf), "preset": "medium", "movflags": "+faststart"}
-                audio_stream = _add_audio(container, audio) if audio is not None else None
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-            count += 1
-        if stream is None:
-            raise InputError("No frames to write: the result is empty. Check the frame range.")
-        for packet in stream.encode():
-            container.mux(packet)
+        audio_stream = None
+        if audio is not None:
+            audio_stream = container.add_stream("aac", rate=audio[1])
+            audio_stream.layout = "mono"
+        count, rate = _encode_video(container, frames, fps, "libx264", "yuv420p", "rgb24",
+                                    {"crf": str(crf), "preset": "medium", "movflags": "+faststart"})
         if audio is not None:
             _encode_audio(container, audio_stream, audio, duration=count / float(rate))
     return count
-
-
-def _add_audio(container, audio: tuple[np.ndarray, int]):
-    stream = container.add_stream("aac", rate=audio[1])
-    stream.layout = "mono"
-    return stream
 
 
 def _encode_audio(container, stream, audio: tuple[np.ndarray, int], duration: float) -> None:
@@ -272,23 +281,9 @@ def write_webm_alpha(path: str | Path, frames: Iterable[np.ndarray], fps: float)
     """VP9 WebM keeping transparency (straight-alpha RGBA uint8 frames). Returns frame count."""
     import av
 
-    count = 0
     with av.open(str(path), mode="w", format="webm") as container:
-        stream = None
-        for frame in frames:
-            frame = _pad_even(np.ascontiguousarray(frame))
-            if stream is None:
-                stream = container.add_stream("libvpx-vp9", rate=Fraction(fps).limit_denominator(1001))
-                stream.width, stream.height = frame.shape[1], frame.shape[0]
-                stream.pix_fmt = "yuva420p"
-                stream.options = {"crf": "24", "b": "0", "row-mt": "1"}
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgba")):
-                container.mux(packet)
-            count += 1
-        if stream is None:
-            raise InputError("No frames to write: the result is empty. Check the frame range.")
-        for packet in stream.encode():
-            container.mux(packet)
+        count, _ = _encode_video(container, frames, fps, "libvpx-vp9", "yuva420p", "rgba",
+                                 {"crf": "24", "b": "0", "row-mt": "1"})
     return count
 
 

@@ -1,6 +1,7 @@
 """The command line: help, list, download --dry-run, exit codes with one-line reasons."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -70,3 +71,9 @@ def test_bad_input_exits_2_with_reason(capsys, tiny_hub: Path, tmp_path: Path) -
                        "--cache-dir", str(tiny_hub), "--offline", "--device", "cpu")
     assert code == 2 and "sheet.png" in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_bench_prints_json_timings(capsys) -> None:
+    code, out, _ = cli(capsys, "bench", "dance", "--size", "tiny", "--device", "cpu", "--frames", "1")
+    report = json.loads(out)
+    assert code == 0 and report["size"] == "tiny" and report["frames"] == 1 and report["s_per_frame"] > 0

@@ -8,7 +8,7 @@ import gradio as gr
 from engine import Engine
 
 THEME = gr.themes.Soft()
-TAB_MODULES = {"dance": "tabs.dance", "motion": "tabs.motion", "pose": "tabs.pose"}
+TAB_MODULES = {"pose": "tabs.pose", "motion": "tabs.motion", "dance": "tabs.dance"}  # order of the tabs
 
 
 def build_app(engine: Engine) -> gr.Blocks:

@@ -5,6 +5,8 @@ with the flow ControlNet (scale 0.6), Euler with SVD's scheduler config, always-
 embedding and zero image latents for the unconditional half) and per-frame guidance linspace(1, 3).
 Time ids are fixed to [fps 6, motion bucket 128, noise aug 0.02] whatever the UI says (quirk 3), and
 CLIP sees the [0,1] image resized to 224 without CLIP normalisation (quirk 4; `clip_normalize` switches).
+The temporal cross-attention uses diffusers 0.24's batch-interleaved context order, as the demo did
+(see time_context.py; the option `demo_context_order=False` gives the corrected order of diffusers >= 0.27).
 
 Seeds: the initial latents come from a generator on the pipeline's device seeded with `seed` (on CUDA
 this equals the demo's `set_seed(42)` global CUDA stream); the noise-augmentation noise comes from a
@@ -34,6 +36,7 @@ from . import flows
 from .cmp import CMP, load_cmp
 from .controlnet import FlowControlNet
 from .svd_unet import MofaSVDUNet
+from .time_context import legacy_time_context
 from engine.weights import load_clip_vision, load_diffusers_model
 
 SVD_KEY, TRAJ_KEY = "svd_xt_11", "mofa_traj"
@@ -56,6 +59,7 @@ class MotionOptions:
     steps: int = 25
     decode_chunk: int = 8
     size: int = 512  # short side before the crop to multiples of 64
+    demo_context_order: bool = True  # the demo's diffusers 0.24 temporal context order (time_context.py)
 
     @classmethod
     def parse(cls, options: Mapping[str, Any]) -> "MotionOptions":
@@ -63,7 +67,8 @@ class MotionOptions:
         if unknown:
             raise InputError(f"Unknown motion options {sorted(unknown)}; allowed: {sorted(cls.__dataclass_fields__)}.")
         try:
-            values = {k: (float if k == "scale" else int)(v) for k, v in options.items()}
+            kinds = {"scale": float, "demo_context_order": bool}
+            values = {k: kinds.get(k, int)(v) for k, v in options.items()}
         except (TypeError, ValueError) as exc:
             raise InputError(f"Motion options must be numbers: {exc}.") from exc
         opts = cls(**values)
@@ -265,7 +270,9 @@ class MotionPipeline(Pipeline):
         flow = flow[None].repeat(2, 1, 1, 1, 1).to(self.device, self.dtype)
         guidance = torch.linspace(1.0, 3.0, frames).view(1, frames, 1, 1, 1).to(self.device, self.dtype)
 
-        with self._on_device(self.unet, self.controlnet):
+        context_order = (legacy_time_context(self.unet, self.controlnet) if opts.demo_context_order
+                         else contextlib.nullcontext())
+        with self._on_device(self.unet, self.controlnet), context_order:
             for i, t in enumerate(scheduler.timesteps):
                 cancel.check()
                 model_in = scheduler.scale_model_input(torch.cat([latents] * 2), t)

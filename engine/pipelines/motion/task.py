@@ -26,6 +26,9 @@ TASK = TaskSpec(
                maximum=1024, step=64, advanced=True),
         Option("decode_chunk", "int", 8, "frames the VAE decodes at once (lower saves memory)", minimum=1,
                maximum=64, advanced=True),
+        Option("demo_context_order", "bool", True, "reproduce the published demo exactly: its diffusers 0.24 paired "
+               "the image embedding with the wrong half of the CFG batch in temporal attention (off: the corrected "
+               "order of diffusers >= 0.27)", advanced=True, label="Original demo attention order"),
     ),
     pipeline="engine.pipelines.motion.pipeline:MotionPipeline",
     validate="engine.pipelines.motion.job:validate",

@@ -323,6 +323,9 @@ def rescale_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize (align_corners=False); at the same size that is the identity, so no pass is made."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
@@ -353,8 +356,29 @@ class FlowBlock(nn.Module):
         self.conv_last = nn.Sequential(nn.ConvTranspose2d(c, c, 4, 2, 1), nn.PReLU(c),
                                        nn.ConvTranspose2d(c, sum(self.split), 4, 2, 1))
 
-    def forward(self, inputs: list[torch.Tensor | None]) -> BlockOutput:
-        feat = self.conv0(torch.cat([x for x in inputs if x is not None], dim=1))
+    def forward(self, inputs: list[tuple[torch.Tensor | None, bool]], views: int) -> BlockOutput:
+        """inputs: (tensor, shared) in the checkpoint's channel order. A shared tensor is the same for every
+        view, so it holds one row per sample instead of `views`: the first (linear) convolution then runs
+        on it once and its result is broadcast over the views, which is the same sum in a different order.
+        """
+        first = self.conv0[0]
+        groups: dict[bool, tuple[list[torch.Tensor], list[torch.Tensor]]] = {False: ([], []), True: ([], [])}
+        start = 0
+        for x, shared in inputs:
+            if x is not None:
+                groups[shared][0].append(x)
+                groups[shared][1].append(first.weight[:, start:start + x.shape[1]])
+                start += x.shape[1]
+        if start != first.in_channels:
+            raise ValueError(f"FlowBlock got {start} input channels, its weights take {first.in_channels}")
+
+        def conv(tensors: list[torch.Tensor], weights: list[torch.Tensor], bias: torch.Tensor | None) -> torch.Tensor:
+            return F.conv2d(torch.cat(tensors, dim=1), torch.cat(weights, dim=1), bias, first.stride, first.padding)
+
+        feat = conv(*groups[False], first.bias)
+        if groups[True][0]:
+            feat = (feat.unflatten(0, (-1, views)) + conv(*groups[True], None)[:, None]).flatten(0, 1)
+        feat = self.conv0[1:](feat)
         for block in self.convblocks:
             feat = block(feat) + feat
         parts = torch.split(self.conv_last(feat), self.split, dim=1)
@@ -367,7 +391,8 @@ class CINN(nn.Module):
     returns the fused message at full resolution (`decoder_channels` wide).
 
     The original loops over views with batch 1; here the M views of a sample form one batch, which is
-    the same arithmetic. Flows are kept in fp32 whatever the model dtype.
+    the same arithmetic, and inputs common to all views (target features, fused state) go through each
+    level's first convolution once instead of M times. Flows are kept in fp32 whatever the model dtype.
     """
 
     def __init__(self, spec: ShaderSpec, target_channels: list[int], feature_channels: list[int],
@@ -393,7 +418,6 @@ class CINN(nn.Module):
         n, views = reference.shape[:2]
         reference = reference.flatten(0, 1)
         ref_feats = [f.flatten(0, 1) for f in reference_features]
-        targets = [t.repeat_interleave(views, dim=0) for t in target_features]
         dtype = reference.dtype
 
         size = ref_feats[0].shape[-2:]
@@ -401,27 +425,29 @@ class CINN(nn.Module):
         warped_ref = resize(reference, size)
         warped_feat: torch.Tensor | None = ref_feats[0]
         local = fused_msg = None
-        fused_flow, fused_ref = flow, warped_ref  # level 0 feeds each view its own state
+        fused_flow, fused_ref = flow, warped_ref
+        last = len(self.decoder_blocks) - 1
         for level, block in enumerate(self.decoder_blocks):
-            out = block([flow.to(dtype), targets[level] if level < len(targets) else None, warped_ref,
-                         warped_feat, fused_flow.to(dtype), fused_ref,
-                         None if fused_msg is None else fused_msg.repeat_interleave(views, dim=0), local])
-            flow = flow + out.flow.float()
+            fused_shared = level > 0  # level 0 feeds each view its own state as the "fused" one
+            out = block([(flow.to(dtype), False), (target_features[level] if level < len(target_features) else None, True),
+                         (warped_ref, False), (warped_feat, False), (fused_flow.to(dtype), fused_shared),
+                         (fused_ref, fused_shared), (fused_msg, True), (local, False)], views)
             next_feat = ref_feats[level + 1] if level + 1 < len(ref_feats) else None
             size = (next_feat if next_feat is not None else reference).shape[-2:]
-            flow = rescale_flow(flow, size)
             message = self._moved(out.message, out.message_flow, size)
-            local = self._moved(out.local, out.local_flow, size)
-            warped_ref = warp_groups(resize(reference, size), flow)
-            warped_feat = warp_groups(next_feat, flow) if next_feat is not None else None
 
             # fuse the views: each confidence channel weighted by its softmax over the view axis
             mask = resize(out.mask, size).unflatten(0, (n, views))
             weight = mask * torch.softmax(mask, dim=1)
             fused_msg = _view_sum(weight[:, :, 2:], message)
-            if level + 1 < len(self.decoder_blocks):
-                fused_flow = _view_sum(weight[:, :, 0:1], flow).repeat_interleave(views, dim=0)
-                fused_ref = _view_sum(weight[:, :, 0:1], warped_ref).repeat_interleave(views, dim=0)
+            if level == last:  # only the fused message leaves the shader
+                break
+            flow = rescale_flow(flow + out.flow.float(), size)
+            local = self._moved(out.local, out.local_flow, size)
+            warped_ref = warp_groups(resize(reference, size), flow)
+            warped_feat = warp_groups(next_feat, flow) if next_feat is not None else None
+            fused_flow = _view_sum(weight[:, :, 0:1], flow)
+            fused_ref = _view_sum(weight[:, :, 0:1], warped_ref)
         return fused_msg
 
     @staticmethod

@@ -198,8 +198,11 @@ class Engine:
         from engine import runtime
 
         dtype = None if self.config.dtype == "auto" else str(runtime.DTYPES[self.config.dtype]).removeprefix("torch.")
-        return load_attr(self.task(task).bench)(device=str(runtime.choose_device(device)), size=size, dtype=dtype,
-                                                **kwargs)
+        bench = load_attr(self.task(task).bench)
+        unknown = sorted(set(kwargs) - set(inspect.signature(bench).parameters))
+        if unknown:
+            raise InputError(f"The {task} benchmark has no {', '.join('--' + name for name in unknown)} setting.")
+        return bench(device=str(runtime.choose_device(device)), size=size, dtype=dtype, **kwargs)
 
 
 def _recorded_inputs(spec: TaskSpec, inputs: Mapping[str, Any]) -> dict[str, Any]:

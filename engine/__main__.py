@@ -59,6 +59,8 @@ def build_parser(tasks: dict[str, TaskSpec]) -> argparse.ArgumentParser:
     bench.add_argument("task", choices=sorted(tasks))
     bench.add_argument("--size", choices=["full", "tiny"], default="full")
     bench.add_argument("--frames", type=int, help="frames to time (task default if omitted; e.g. 16 or 64 for pose)")
+    bench.add_argument("--steps", type=int, help="denoising steps (pose: steps timed, default 2; motion: steps of "
+                                                 "the video, default 25); a full-size step on CPU takes minutes")
     for spec in tasks.values():
         _add_task_parser(sub, spec, common)
     return parser
@@ -151,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "download":
             cmd_download(engine, args.task, args.dry_run)
         elif args.command == "bench":
-            extra = {"frames": args.frames} if args.frames else {}
+            extra = {name: getattr(args, name) for name in ("frames", "steps") if getattr(args, name)}
             print(json.dumps(engine.bench(args.task, device=args.device, size=args.size, **extra), indent=2))
         else:
             cmd_task(engine, engine.task(args.task), args)

@@ -77,3 +77,8 @@ def test_bench_prints_json_timings(capsys) -> None:
     code, out, _ = cli(capsys, "bench", "dance", "--size", "tiny", "--device", "cpu", "--frames", "1")
     report = json.loads(out)
     assert code == 0 and report["size"] == "tiny" and report["frames"] == 1 and report["s_per_frame"] > 0
+
+
+def test_bench_rejects_a_setting_the_task_lacks(capsys) -> None:
+    code, out, err = cli(capsys, "bench", "dance", "--size", "tiny", "--device", "cpu", "--steps", "3")
+    assert code == 2 and out == "" and "--steps" in err and "dance" in err

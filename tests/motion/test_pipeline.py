@@ -87,3 +87,11 @@ def test_loading_is_strict(tiny_folders, tmp_path: Path):
         MotionPipeline.load({SVD_KEY: broken[SVD_KEY]}, "cpu", torch.float32)
     config = json.loads((broken[SVD_KEY] / "unet" / "config.json").read_text())
     assert config["block_out_channels"] == [32, 64, 64, 64]
+
+
+def test_bench_reports_steps_and_memory():
+    from engine.pipelines.motion.bench import bench
+
+    report = bench("cpu", size="tiny", frames=4, steps=2)
+    assert report["resolution"] == "64x64x4" and report["steps"] == 2
+    assert 0 < report["s_per_step"] < report["s_per_video"] and report["peak_rss_gib"] > 0

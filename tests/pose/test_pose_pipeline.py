@@ -99,3 +99,12 @@ def test_cancel_before_start_and_between_steps(pose_pipeline: PosePipeline) -> N
 def test_bad_input_is_an_input_error(pose_pipeline: PosePipeline, inputs: dict, options: dict, match: str) -> None:
     with pytest.raises(InputError, match=match):
         pose_pipeline(inputs, options)
+
+
+def test_bench_times_the_requested_steps_over_all_windows():
+    from engine.pipelines.pose.bench import bench
+
+    report = bench("cpu", size="tiny", frames=20, steps=1)
+    assert report["frames"] == 20 and report["windows"] == 3 and report["resolution"] == 64
+    assert report["s_per_step"] > 0 and report["peak_memory_gib"] > 0
+    assert report["s_per_frame_25_steps"] > 25 * report["s_per_step"] / 20

@@ -202,6 +202,8 @@ class Engine:
         unknown = sorted(set(kwargs) - set(inspect.signature(bench).parameters))
         if unknown:
             raise InputError(f"The {task} benchmark has no {', '.join('--' + name for name in unknown)} setting.")
+        if "offload" in inspect.signature(bench).parameters:
+            kwargs["offload"] = self.config.offload
         return bench(device=str(runtime.choose_device(device)), size=size, dtype=dtype, **kwargs)
 
 

@@ -95,3 +95,13 @@ def test_bench_reports_steps_and_memory():
     report = bench("cpu", size="tiny", frames=4, steps=2)
     assert report["resolution"] == "64x64x4" and report["steps"] == 2
     assert 0 < report["s_per_step"] < report["s_per_video"] and report["peak_rss_gib"] > 0
+
+
+def test_model_offload_stages_each_network_and_keeps_the_result(tiny_folders, tiny_pipeline: MotionPipeline):
+    from tests.offload_check import run_checking_stages
+
+    offloaded = MotionPipeline.load(tiny_folders, "cpu", torch.float32, offload="model")
+    networks = {name: getattr(offloaded, name) for name in ("unet", "vae", "image_encoder", "controlnet", "cmp")}
+    out = run_checking_stages(offloaded.offload, networks,
+                              lambda: offloaded({"image": IMAGE, "trajectories": TRACKS}, OPTIONS))
+    np.testing.assert_array_equal(out["frames"], tiny_pipeline({"image": IMAGE, "trajectories": TRACKS}, OPTIONS)["frames"])

@@ -108,3 +108,12 @@ def test_bench_times_the_requested_steps_over_all_windows():
     assert report["frames"] == 20 and report["windows"] == 3 and report["resolution"] == 64
     assert report["s_per_step"] > 0 and report["peak_memory_gib"] > 0
     assert report["s_per_frame_25_steps"] > 25 * report["s_per_step"] / 20
+
+
+def test_model_offload_stages_each_network_and_keeps_the_result(pose_folders, pose_pipeline: PosePipeline) -> None:
+    from tests.offload_check import run_checking_stages
+
+    offloaded = PosePipeline.load(pose_folders, "cpu", torch.float32, offload="model")
+    networks = {name: getattr(offloaded, name) for name in ("text_encoder", "vae", "controlnet", "appearance", "unet")}
+    frames = run_checking_stages(offloaded.offload, networks, lambda: offloaded(clip(3), {**SMALL, "seed": 3}))
+    np.testing.assert_array_equal(frames, pose_pipeline(clip(3), {**SMALL, "seed": 3}))

@@ -54,7 +54,8 @@ def build_random_pipeline(device: str, size: str, dtype: torch.dtype) -> MotionP
         cmp=cmp, device=dev, dtype=dtype)
 
 
-def bench(device: str, size: str = "full", frames: int = 25, steps: int = 25, dtype: str | None = None) -> dict:
+def bench(device: str, size: str = "full", frames: int = 25, steps: int = 25, dtype: str | None = None,
+          offload: str = "none") -> dict:
     """Seconds per denoising step, seconds per video, peak memory; 512x512 (full) or 64x64 (tiny).
 
     dtype: a torch dtype name; default float16 on CUDA, float32 elsewhere."""
@@ -62,6 +63,8 @@ def bench(device: str, size: str = "full", frames: int = 25, steps: int = 25, dt
         raise ValueError("size must be 'full' or 'tiny'")
     dtype = getattr(torch, dtype) if dtype else (torch.float16 if torch.device(device).type == "cuda" else torch.float32)
     pipeline = build_random_pipeline(device, size, dtype)
+    if offload != "none":
+        pipeline.enable_model_offload()
     side = 512 if size == "full" else 64
     image = (np.random.RandomState(0).rand(side, side, 3) * 255).astype(np.uint8)
     inputs = {"image": image, "trajectories": [[[side * 0.3, side * 0.3], [side * 0.6, side * 0.5]]]}
@@ -81,5 +84,5 @@ def bench(device: str, size: str = "full", frames: int = 25, steps: int = 25, dt
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
         label = "peak_rss_gib"
     return {"device": device, "size": size, "resolution": f"{side}x{side}x{frames}", "steps": steps,
-            "dtype": str(dtype), "s_per_step": round(per_step, 4), "s_per_video": round(total, 3),
+            "dtype": str(dtype), "offload": offload, "s_per_step": round(per_step, 4), "s_per_video": round(total, 3),
             label: round(peak, 3)}

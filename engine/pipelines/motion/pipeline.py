@@ -30,6 +30,7 @@ from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion 
 from torch import nn
 
 from engine.errors import CheckpointError, InputError
+from engine.offload import ModelOffload
 from engine.pipelines.base import CancelToken, Pipeline, Progress, no_progress
 
 from . import flows
@@ -114,7 +115,7 @@ class MotionPipeline(Pipeline):
         self.device, self.dtype = torch.device(device), dtype
         self.clip_stats = clip_stats
         self.clip_normalize = False  # the demo skips CLIP's mean/std (training used it)
-        self.offload = False
+        self.offload = ModelOffload(self.device)
 
     @classmethod
     def load(cls, paths: Mapping[str, Path], device: Any, dtype: Any, offload: str = "none") -> "MotionPipeline":
@@ -141,23 +142,7 @@ class MotionPipeline(Pipeline):
     # ----- memory ---------------------------------------------------------------------------------
     def enable_model_offload(self) -> None:
         """Keep the networks on the CPU and move each to the device only for its stage."""
-        self.offload = True
-        for module in (self.unet, self.vae, self.image_encoder, self.controlnet, self.cmp):
-            module.to("cpu")
-
-    @contextlib.contextmanager
-    def _on_device(self, *modules: nn.Module) -> Iterator[None]:
-        if self.offload:
-            for module in modules:
-                module.to(self.device)
-        try:
-            yield
-        finally:
-            if self.offload:
-                for module in modules:
-                    module.to("cpu")
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
+        self.offload.enable(self.unet, self.vae, self.image_encoder, self.controlnet, self.cmp)
 
     # ----- inputs and motion field ----------------------------------------------------------------
     def _prepare(self, inputs: Mapping[str, Any], size: int) -> tuple[np.ndarray, list, np.ndarray | None]:
@@ -187,7 +172,7 @@ class MotionPipeline(Pipeline):
         sparse, mask = flows.sparse_hints(tracks, size)
         sparse = torch.from_numpy(sparse).permute(0, 3, 1, 2).to(self.device, self.dtype)
         mask = torch.from_numpy(mask)[:, None].repeat(1, 2, 1, 1).to(self.device, self.dtype)
-        with self._on_device(self.cmp):
+        with self.offload.on_device(self.cmp):
             flow = self.cmp(frame.expand(len(sparse), -1, -1, -1), sparse, mask).to(self.dtype)
         if brush_square is not None:
             flow = flow * torch.from_numpy(brush_square / 255.0).to(self.device, self.dtype)
@@ -226,12 +211,12 @@ class MotionPipeline(Pipeline):
         if self.clip_normalize:
             mean, std = (torch.tensor(s).view(1, 3, 1, 1) for s in self.clip_stats)
             clip_in = (clip_in - mean) / std
-        with self._on_device(self.image_encoder):
+        with self.offload.on_device(self.image_encoder):
             embedding = self.image_encoder(clip_in.to(self.device, self.dtype)).image_embeds[:, None]
         noise = torch.randn(pixels.shape, generator=torch.Generator().manual_seed(seed))
         noisy = (pixels * 2 - 1) + NOISE_AUG * noise
         upcast = self.vae.dtype == torch.float16 and self.vae.config.force_upcast
-        with self._on_device(self.vae):
+        with self.offload.on_device(self.vae):
             if upcast:
                 self.vae.to(torch.float32)
             latents = self.vae.encode(noisy.to(self.device, self.vae.dtype)).latent_dist.mode()
@@ -243,7 +228,7 @@ class MotionPipeline(Pipeline):
     def _decode(self, latents: torch.Tensor, chunk: int, cancel: CancelToken) -> torch.Tensor:
         latents = latents.flatten(0, 1).to(self.vae.dtype) * (1 / self.vae.config.scaling_factor)
         pieces = []
-        with self._on_device(self.vae):
+        with self.offload.on_device(self.vae):
             for start in range(0, len(latents), chunk):
                 cancel.check()
                 part = latents[start:start + chunk]
@@ -272,7 +257,7 @@ class MotionPipeline(Pipeline):
 
         context_order = (legacy_time_context(self.unet, self.controlnet) if opts.demo_context_order
                          else contextlib.nullcontext())
-        with self._on_device(self.unet, self.controlnet), context_order:
+        with self.offload.on_device(self.unet, self.controlnet), context_order:
             for i, t in enumerate(scheduler.timesteps):
                 cancel.check()
                 model_in = scheduler.scale_model_input(torch.cat([latents] * 2), t)

@@ -58,7 +58,7 @@ def _sync(device: torch.device) -> None:
 
 @torch.no_grad()
 def bench(device: str, size: str = "full", frames: int = 16, steps: int = 2,
-          dtype: str | None = None) -> dict[str, Any]:
+          dtype: str | None = None, offload: str = "none") -> dict[str, Any]:
     """Time `steps` denoising steps over `frames` frames (16 = one window) and the VAE decode; report peak memory.
 
     On CUDA one untimed warm-up step comes first (kernel selection); on CPU, where a full-size step takes
@@ -68,6 +68,8 @@ def bench(device: str, size: str = "full", frames: int = 16, steps: int = 2,
     dev = torch.device(device)
     dtype = getattr(torch, dtype) if dtype else (torch.float16 if dev.type == "cuda" else torch.float32)
     pipe, image, text_width = build_random_pipeline(size, dev, dtype)
+    if offload != "none":
+        pipe.enable_model_offload()
     total = padded_length(frames, 16)
     latents = torch.randn(1, 4, total, image // 8, image // 8, device=dev, dtype=dtype)
     text = torch.randn(1, 77, text_width, device=dev, dtype=dtype)
@@ -99,6 +101,7 @@ def bench(device: str, size: str = "full", frames: int = 16, steps: int = 2,
     return {
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "size": size, "resolution": image, "frames": frames, "windows": len(windows), "dtype": str(dtype),
+        "offload": offload,
         "s_per_step": round(per_step, 4),
         "s_per_frame_decode": round(decode / frames, 4),
         "s_per_frame_25_steps": round((STEPS_FOR_ESTIMATE * per_step + decode) / frames, 4),

@@ -24,6 +24,7 @@ from PIL import Image
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from engine.errors import CheckpointError, InputError
+from engine.offload import ModelOffload
 from engine.pipelines.base import CancelToken, Pipeline, Progress, no_progress
 from engine.pipelines.pose.appearance import AppearanceEncoder, load_appearance_encoder
 from engine.pipelines.pose.context import WindowAverage, padded_length, tiled_noise, window_schedule
@@ -110,9 +111,11 @@ class PosePipeline(Pipeline):
         self.device, self.dtype = torch.device(device), dtype
         # ControlNet residuals for every frame wait here between their computation and their windows.
         self.residual_device = torch.device("cpu")
+        self.offload = ModelOffload(self.device)
 
     @classmethod
-    def load(cls, paths: Mapping[str, Path], device: Any, dtype: Any) -> "PosePipeline":
+    def load(cls, paths: Mapping[str, Path], device: Any, dtype: Any, offload: str = "none") -> "PosePipeline":
+        """offload "model" or "sequential": weights stay on the CPU, each network visits the device for its stage."""
         sd15, vae_dir, magic = (Path(paths[name]) for name in ("sd15", "sd_vae_mse", "magicanimate"))
         try:
             tokenizer = CLIPTokenizer.from_pretrained(sd15 / "tokenizer")
@@ -120,7 +123,7 @@ class PosePipeline(Pipeline):
         except (OSError, ValueError) as err:
             raise CheckpointError(f"The SD1.5 tokenizer/text encoder in {sd15} could not be loaded ({err}); "
                                   "download stable-diffusion-v1-5 again.") from err
-        return cls(
+        pipeline = cls(
             tokenizer=tokenizer,
             text_encoder=text_encoder.to(device=device, dtype=dtype).eval().requires_grad_(False),
             vae=load_diffusers_model(AutoencoderKL, vae_dir, device, dtype),
@@ -129,6 +132,14 @@ class PosePipeline(Pipeline):
             unet=load_video_unet(sd15 / "unet", magic / "temporal_attention" / "temporal_attention.ckpt", device, dtype),
             device=device, dtype=dtype,
         )
+        if offload != "none":
+            pipeline.enable_model_offload()
+        return pipeline
+
+    def enable_model_offload(self) -> None:
+        """Keep the networks on the CPU and move each to the device only for its stage."""
+        self.offload.enable(*(m for m in (self.text_encoder, self.vae, self.controlnet, self.appearance, self.unet)
+                              if m is not None))
 
     @torch.no_grad()
     def __call__(self, inputs: Mapping[str, Any], options: Mapping[str, Any],
@@ -167,25 +178,30 @@ class PosePipeline(Pipeline):
         """CLIP embedding of "" (the original's prompt and negative prompt), (1, 77, D)."""
         ids = self.tokenizer([""], padding="max_length", max_length=self.tokenizer.model_max_length,
                              truncation=True, return_tensors="pt").input_ids.to(self.device)
-        return self.text_encoder(ids)[0].to(self.dtype)
+        with self.offload.on_device(self.text_encoder):
+            return self.text_encoder(ids)[0].to(self.dtype)
 
     def _encode_reference(self, image: np.ndarray) -> torch.Tensor:
         pixels = torch.tensor(image).to(self.device, self.dtype).permute(2, 0, 1)[None] / 127.5 - 1
-        return self.vae.encode(pixels).latent_dist.mean * LATENT_SCALE
+        with self.offload.on_device(self.vae):
+            return self.vae.encode(pixels).latent_dist.mean * LATENT_SCALE
 
     def _predict_noise(self, latents: torch.Tensor, t: torch.Tensor, text: torch.Tensor, ref_latent: torch.Tensor,
                        condition: torch.Tensor, windows: Sequence[list[int]], context: int,
                        guided: bool) -> torch.Tensor:
         """Window-averaged noise prediction, (2 if guided else 1, 4, frames, h, w); uncond first."""
-        reference = [feature[0] for feature in self.appearance(ref_latent, t, text)]
-        down, mid = self._controlnet_residuals(latents, t, text, condition, context)
+        with self.offload.on_device(self.appearance):
+            reference = [feature[0] for feature in self.appearance(ref_latent, t, text)]
+        with self.offload.on_device(self.controlnet):
+            down, mid = self._controlnet_residuals(latents, t, text, condition, context)
         halves = 2 if guided else 1
         average = WindowAverage(latents.repeat(halves, 1, 1, 1, 1))
-        for window in windows:
-            sample = latents[:, :, window].repeat(halves, 1, 1, 1, 1)
-            down_w, mid_w = (self._gather(r, window, halves) for r in (down, [mid]))
-            with self.unet.reading_reference(reference, batch=[halves - 1]):
-                average.add(window, self.unet(sample, t, text, down_w, mid_w[0]))
+        with self.offload.on_device(self.unet):
+            for window in windows:
+                sample = latents[:, :, window].repeat(halves, 1, 1, 1, 1)
+                down_w, mid_w = (self._gather(r, window, halves) for r in (down, [mid]))
+                with self.unet.reading_reference(reference, batch=[halves - 1]):
+                    average.add(window, self.unet(sample, t, text, down_w, mid_w[0]))
         return average.mean()
 
     def _controlnet_residuals(self, latents: torch.Tensor, t: torch.Tensor, text: torch.Tensor,
@@ -210,10 +226,11 @@ class PosePipeline(Pipeline):
     def _decode(self, latents: torch.Tensor, progress: Progress, cancel: CancelToken) -> np.ndarray:
         frames = rearrange(latents[0], "c f h w -> f c h w") / LATENT_SCALE
         out = []
-        for start in range(0, frames.shape[0], DECODE_CHUNK):
-            cancel.check()
-            image = self.vae.decode(frames[start:start + DECODE_CHUNK]).sample
-            out.append((image / 2 + 0.5).clamp(0, 1).float().cpu())
-            done = min(start + DECODE_CHUNK, frames.shape[0]) / frames.shape[0]
-            progress(DENOISE_SHARE + (1 - DENOISE_SHARE) * done, "Decoding frames")
+        with self.offload.on_device(self.vae):
+            for start in range(0, frames.shape[0], DECODE_CHUNK):
+                cancel.check()
+                image = self.vae.decode(frames[start:start + DECODE_CHUNK]).sample
+                out.append((image / 2 + 0.5).clamp(0, 1).float().cpu())
+                done = min(start + DECODE_CHUNK, frames.shape[0]) / frames.shape[0]
+                progress(DENOISE_SHARE + (1 - DENOISE_SHARE) * done, "Decoding frames")
         return rearrange(torch.cat(out), "f c h w -> f h w c").numpy()

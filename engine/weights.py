@@ -80,7 +80,13 @@ def assign_strict(model: M, state: Mapping[str, torch.Tensor], what: str, device
     left = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if left:
         raise CheckpointError(f"{what} leaves tensors uninitialised: {describe_keys('unset', left)}.")
-    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    return frozen_on(model, device, dtype)
+
+
+def frozen_on(model: M, device: Any, dtype: torch.dtype) -> M:
+    """Move and cast an inference model. Calls torch's own `Module.to`: diffusers' override only adds a
+    spurious "modules that should be kept in float32: []" warning on every cast (diffusers 0.42)."""
+    return nn.Module.to(model, device=device, dtype=dtype).eval().requires_grad_(False)
 
 
 def load_diffusers_model(cls: Any, folder: Path, device: Any, dtype: torch.dtype,

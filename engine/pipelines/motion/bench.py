@@ -9,6 +9,8 @@ import torch
 from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler
 from torch import nn
 
+from engine.weights import frozen_on
+
 from .cmp import CMP, CMPConfig
 from .controlnet import FlowControlNet
 from .pipeline import MotionPipeline
@@ -33,7 +35,7 @@ def _random(module_factory, device: torch.device, dtype: torch.dtype) -> nn.Modu
         for name, tensor in module.state_dict().items():
             if tensor.is_floating_point():
                 tensor.normal_(0, 0.02) if tensor.ndim > 1 else tensor.fill_(1.0 if "var" in name or "norm" in name else 0.0)
-    return module.to(dtype).eval().requires_grad_(False)
+    return frozen_on(module, device, dtype)
 
 
 def build_random_pipeline(device: str, size: str, dtype: torch.dtype) -> MotionPipeline:

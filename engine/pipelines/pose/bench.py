@@ -19,6 +19,7 @@ from engine.pipelines.pose.context import padded_length, window_schedule
 from engine.pipelines.pose.pipeline import PosePipeline, make_scheduler
 from engine.pipelines.pose.tiny import TINY_CONTROLNET, TINY_UNET, TINY_VAE
 from engine.pipelines.pose.unet3d import UNet3DConditionModel, UNet3DConfig
+from engine.weights import frozen_on
 
 SD_VAE = {"block_out_channels": [128, 256, 512, 512], "down_block_types": ["DownEncoderBlock2D"] * 4,
           "up_block_types": ["UpDecoderBlock2D"] * 4, "latent_channels": 4, "layers_per_block": 2,
@@ -45,7 +46,7 @@ def build_random_pipeline(size: str, device: torch.device, dtype: torch.dtype) -
         appearance = AppearanceEncoder(prune(UNet2DConditionModel(**unet_cfg)))
         controlnet = ControlNetModel(**controlnet_cfg)
         vae = AutoencoderKL(**vae_cfg)
-    models = [m.to(dtype).eval().requires_grad_(False) for m in (unet, appearance, controlnet, vae)]
+    models = [frozen_on(m, device, dtype) for m in (unet, appearance, controlnet, vae)]
     pipe = PosePipeline(tokenizer=None, text_encoder=None, vae=models[3], controlnet=models[2],  # type: ignore[arg-type]
                         appearance=models[1], unet=models[0], device=device, dtype=dtype)
     return pipe, image, text_width

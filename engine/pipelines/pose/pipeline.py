@@ -31,7 +31,7 @@ from engine.pipelines.pose.context import WindowAverage, padded_length, tiled_no
 from engine.pipelines.pose.motion_module import MOTION_MAX_LEN
 from engine.pipelines.pose.unet3d import UNet3DConditionModel
 from engine.pipelines.pose.weights import load_video_unet
-from engine.weights import load_diffusers_model
+from engine.weights import frozen_on, load_diffusers_model
 
 LATENT_SCALE = 0.18215
 DECODE_CHUNK = 8
@@ -125,7 +125,7 @@ class PosePipeline(Pipeline):
                                   "download stable-diffusion-v1-5 again.") from err
         pipeline = cls(
             tokenizer=tokenizer,
-            text_encoder=text_encoder.to(device=device, dtype=dtype).eval().requires_grad_(False),
+            text_encoder=frozen_on(text_encoder, device, dtype),
             vae=load_diffusers_model(AutoencoderKL, vae_dir, device, dtype),
             controlnet=load_diffusers_model(ControlNetModel, magic / "densepose_controlnet", device, dtype),
             appearance=load_appearance_encoder(magic / "appearance_encoder", device, dtype),

@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -192,10 +192,13 @@ def resample_indices(count: int, source_fps: float, target_fps: float | None) ->
     return [min(count - 1, math.floor(k * source_fps / target_fps + 1e-9)) for k in range(out_count)]
 
 
-def read_video(path: str | Path, fps: float | None = None, max_frames: int | None = None) -> tuple[list[np.ndarray], float]:
-    """All frames (optionally resampled to `fps`, capped to max_frames) and the resulting frame rate."""
+def read_video(path: str | Path, fps: float | None = None, max_frames: int | None = None,
+               transform: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[list[np.ndarray], float]:
+    """All frames (optionally resampled to `fps`, capped to max_frames) and the resulting frame rate.
+
+    `transform` (a resize, say) runs on each frame as it is decoded, so only transformed frames are held."""
     source_fps = video_info(path).fps
-    frames = list(iter_video(path))
+    frames = [transform(frame) if transform else frame for frame in iter_video(path)]
     if not frames:
         raise InputError(f"'{_name(path)}' contains no video frames. {VIDEO_HINT}")
     frames = [frames[i] for i in resample_indices(len(frames), source_fps, fps)]

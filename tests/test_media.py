@@ -42,6 +42,23 @@ def test_resampling_to_a_lower_fps_keeps_duration(tmp_path: Path) -> None:
     assert media.resample_indices(4, 10, 20) == [0, 0, 1, 1, 2, 2, 3, 3]
 
 
+def test_transform_runs_on_each_decoded_frame_before_resampling(tmp_path: Path) -> None:
+    path = tmp_path / "in.mp4"
+    media.write_mp4(path, gradient_frames(30), fps=30)
+    seen = []
+
+    def shrink(frame: np.ndarray) -> np.ndarray:
+        seen.append(frame.shape)
+        return frame[::4, ::4].copy()
+
+    frames, fps = media.read_video(path, fps=10, transform=shrink)
+    full, _ = media.read_video(path, fps=10)
+    assert len(seen) == 30 and fps == 10 and len(frames) == 10
+    assert all(shape == full[0].shape for shape in seen)
+    for small, big in zip(frames, full):
+        np.testing.assert_array_equal(small, big[::4, ::4])
+
+
 def test_webm_keeps_alpha(tmp_path: Path) -> None:
     frames = [np.dstack([np.full((32, 32, 3), 200, np.uint8), np.full((32, 32), a, np.uint8)]) for a in (0, 128, 255)]
     path = tmp_path / "alpha.webm"

@@ -75,7 +75,7 @@ def bench(device: str, size: str = "full", frames: int = 16, steps: int = 2,
     latents = torch.randn(1, 4, total, image // 8, image // 8, device=dev, dtype=dtype)
     text = torch.randn(1, 77, text_width, device=dev, dtype=dtype)
     reference = torch.randn(1, 4, image // 8, image // 8, device=dev, dtype=dtype)
-    condition = torch.rand(total, 3, image, image, device=dev, dtype=dtype)
+    condition = torch.randint(0, 256, (total, 3, image, image), dtype=torch.uint8)
     windows = window_schedule(total, 16, 4)
     scheduler = make_scheduler()
     scheduler.set_timesteps(STEPS_FOR_ESTIMATE, device=dev)

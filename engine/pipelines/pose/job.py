@@ -17,7 +17,6 @@ from engine.jobs import JobContext
 
 MAX_IMAGE_PIXELS = 80_000_000  # below Pillow's decompression-bomb warning; a 48 MP phone photo passes
 MAX_MOTION_FRAMES = 1800  # 72 s at 25 fps; MagicAnimate keeps per-frame ControlNet residuals for the whole clip
-MAX_DECODED_BYTES = 6 * 2**30  # the motion video is decoded whole (at its own resolution) before resampling
 RESIZE = "bicubic"  # the original resizes the reference and every motion frame with Pillow's default (bicubic)
 PIPELINE_OPTIONS = ("size", "steps", "guidance", "seed", "context", "overlap")
 
@@ -44,10 +43,6 @@ def check_motion(path: str | Path, fps: float) -> None:
     """A readable video whose first frame decodes and whose length is within the limits (no full decode)."""
     path = Path(path)
     info = media.video_info(path)
-    decoded = info.frames * info.width * info.height * 3
-    if decoded > MAX_DECODED_BYTES:
-        raise InputError(f"Motion video '{path.name}' is too big to decode ({info.frames} frames of "
-                         f"{info.width}x{info.height}). Trim it or downscale it to 512x512 first.")
     if info.frames and len(media.resample_indices(info.frames, info.fps, fps)) > MAX_MOTION_FRAMES:
         raise InputError(f"Motion video '{path.name}' is too long ({info.frames} frames at {info.fps:g} fps; at most "
                          f"{MAX_MOTION_FRAMES} frames at {fps:g} fps). Trim it or lower the fps option.")
@@ -70,13 +65,22 @@ def fit_reference(image: np.ndarray, size: int, mode: str) -> np.ndarray:
 
 
 def read_motion(path: str | Path, fps: float, size: int, mode: str) -> list[np.ndarray]:
-    """Every motion frame resampled to `fps` and fitted to size x size (pad bars in the first frame's border colour)."""
-    frames, _ = media.read_video(path, fps=fps)
+    """Every motion frame resampled to `fps` and fitted to size x size (pad bars in the first frame's border colour).
+
+    Frames are fitted as they are decoded, so a long high-resolution video never sits in memory at full size."""
+    fill: tuple[int, ...] | None = None
+
+    def fitted(frame: np.ndarray) -> np.ndarray:
+        nonlocal fill
+        if fill is None:
+            fill = border_colour(frame)
+        return media.fit(frame, size, size, mode, fill=fill, method=RESIZE)
+
+    frames, _ = media.read_video(path, fps=fps, transform=fitted)
     if len(frames) > MAX_MOTION_FRAMES:
         raise InputError(f"Motion video '{Path(path).name}' has {len(frames)} frames at {fps:g} fps; at most "
                          f"{MAX_MOTION_FRAMES}. Trim it or lower the fps option.")
-    fill = border_colour(frames[0])
-    return [media.fit(frame, size, size, mode, fill=fill, method=RESIZE) for frame in frames]
+    return frames
 
 
 def pipeline_options(options: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,8 +6,8 @@ reference latent, the DensePose ControlNet per frame, then overlapping closed-lo
 with predictions averaged per frame, classifier-free guidance, and a frame-by-frame VAE decode.
 
 Changes that keep the numerics: the appearance encoder runs on one copy of the reference (its two CFG copies
-are identical), ControlNet residuals wait on the CPU instead of the GPU, the VAE decodes a few frames at a
-time, guidance 1 skips the (then unused) unconditional half, and reference features keep the model dtype
+are identical), ControlNet residuals and the DensePose frames wait on the CPU instead of the GPU, the VAE
+decodes a few frames at a time, guidance 1 skips the (then unused) unconditional half, and reference features keep the model dtype
 (the original casts them to fp16 even in fp32 runs).
 """
 from __future__ import annotations
@@ -154,7 +154,7 @@ class PosePipeline(Pipeline):
 
         text = self._empty_prompt()
         ref_latent = self._encode_reference(reference)
-        condition = torch.from_numpy(motion).to(self.device, self.dtype).permute(0, 3, 1, 2) / 255.0
+        condition = torch.from_numpy(motion).permute(0, 3, 1, 2)  # uint8 on the host; chunks visit the device
         generator = torch.Generator(device=self.device).manual_seed(opts.seed)
         latent_hw = opts.size // 8
         latents = tiled_noise((1, 4, opts.context, latent_hw, latent_hw), total, generator, self.dtype)
@@ -206,16 +206,22 @@ class PosePipeline(Pipeline):
 
     def _controlnet_residuals(self, latents: torch.Tensor, t: torch.Tensor, text: torch.Tensor,
                               condition: torch.Tensor, context: int) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """DensePose ControlNet on every frame (chunks of `context` frames), kept on `residual_device`."""
+        """DensePose ControlNet on every frame (chunks of `context` frames), kept on `residual_device`.
+
+        condition: (frames, 3, H, W) uint8 DensePose pixels on the host."""
         frames = rearrange(latents[0], "c f h w -> f c h w")
         outputs = []
         for start in range(0, frames.shape[0], context):
             chunk = frames[start:start + context]
             down, mid = self.controlnet(chunk, t, encoder_hidden_states=text.expand(len(chunk), -1, -1),
-                                        controlnet_cond=condition[start:start + context], return_dict=False)
+                                        controlnet_cond=self._condition(condition[start:start + context]),
+                                        return_dict=False)
             outputs.append([r.to(self.residual_device) for r in (*down, mid)])
         stacked = [torch.cat(parts) for parts in zip(*outputs)]
         return stacked[:-1], stacked[-1]
+
+    def _condition(self, chunk: torch.Tensor) -> torch.Tensor:
+        return chunk.to(self.device, self.dtype) / 255.0
 
     def _gather(self, residuals: Sequence[torch.Tensor], window: list[int], halves: int) -> list[torch.Tensor]:
         """Per-frame residuals of one window as (halves, C, f, h, w) tensors on the compute device."""

@@ -105,6 +105,25 @@ def test_shader_is_symmetric_in_views_and_independent_across_samples(tiny_nets):
     torch.testing.assert_close(alone, both[1:], rtol=1e-4, atol=1e-5)
 
 
+def test_flow_block_convolves_shared_inputs_once_as_if_repeated_per_view(tiny_nets):
+    block = tiny_nets["shader"].decoder_blocks[1]
+    first = block.conv0[0]
+    views, n = 3, 2
+    sizes = [2, 5, first.in_channels - 2 - 5 - 4, 4]  # per-view, shared, per-view, shared (checkpoint order)
+    torch.manual_seed(0)
+    per_view = [torch.randn(n * views, c, 16, 16) for c in sizes[0::2]]
+    shared = [torch.randn(n, c, 16, 16) for c in sizes[1::2]]
+    inputs = [(per_view[0], False), (shared[0], True), (None, False), (per_view[1], False), (shared[1], True)]
+    repeated = [(x if x is None or not is_shared else x.repeat_interleave(views, 0), False) for x, is_shared in inputs]
+    with torch.no_grad():
+        got = block(inputs, views)
+        expected = block(repeated, views)  # one convolution over the full per-view concatenation
+    for name in ("flow", "mask", "message", "message_flow", "local", "local_flow"):
+        torch.testing.assert_close(getattr(got, name), getattr(expected, name), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="input channels"):
+        block(inputs[:2], views)
+
+
 def test_warp_zero_flow_is_identity_and_unit_flow_shifts():
     image = torch.arange(2 * 5 * 6, dtype=torch.float32).reshape(1, 2, 5, 6)
     zero = torch.zeros(1, 2, 5, 6)

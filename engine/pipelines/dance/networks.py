@@ -429,9 +429,10 @@ class CINN(nn.Module):
         last = len(self.decoder_blocks) - 1
         for level, block in enumerate(self.decoder_blocks):
             fused_shared = level > 0  # level 0 feeds each view its own state as the "fused" one
-            out = block([(flow.to(dtype), False), (target_features[level] if level < len(target_features) else None, True),
-                         (warped_ref, False), (warped_feat, False), (fused_flow.to(dtype), fused_shared),
-                         (fused_ref, fused_shared), (fused_msg, True), (local, False)], views)
+            target = target_features[level] if level < len(target_features) else None
+            out = block([(flow.to(dtype), False), (target, True), (warped_ref, False), (warped_feat, False),
+                         (fused_flow.to(dtype), fused_shared), (fused_ref, fused_shared), (fused_msg, True),
+                         (local, False)], views)
             next_feat = ref_feats[level + 1] if level + 1 < len(ref_feats) else None
             size = (next_feat if next_feat is not None else reference).shape[-2:]
             message = self._moved(out.message, out.message_flow, size)

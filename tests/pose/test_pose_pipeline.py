@@ -117,3 +117,30 @@ def test_model_offload_stages_each_network_and_keeps_the_result(pose_folders, po
     networks = {name: getattr(offloaded, name) for name in ("text_encoder", "vae", "controlnet", "appearance", "unet")}
     frames = run_checking_stages(offloaded.offload, networks, lambda: offloaded(clip(3), {**SMALL, "seed": 3}))
     np.testing.assert_array_equal(frames, pose_pipeline(clip(3), {**SMALL, "seed": 3}))
+
+
+def test_residual_size_estimate_matches_the_controlnet_outputs(pose_pipeline: PosePipeline) -> None:
+    latents = torch.randn(1, 4, 3, 8, 8)
+    condition = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
+    text = pose_pipeline._empty_prompt()
+    with torch.no_grad():
+        residuals = pose_pipeline._controlnet(latents, torch.tensor(10), text, condition, [0, 2], torch.device("cpu"))
+    actual = sum(r.numel() * r.element_size() for r in residuals) // 2
+    assert pose_pipeline._residual_bytes_per_frame(latents) == actual
+
+
+def test_long_clips_recompute_residuals_per_window_with_the_same_result(pose_pipeline: PosePipeline,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    options = {"size": 64, "steps": 2, "context": 4, "overlap": 1, "seed": 2}
+    calls: list[int] = []
+    hook = pose_pipeline.controlnet.register_forward_pre_hook(lambda m, args: calls.append(len(args[0])))
+    try:
+        cached = pose_pipeline(clip(7), options)
+        assert calls == [4, 4] * 2  # 8 padded frames in chunks of 4, per step
+        calls.clear()
+        monkeypatch.setattr(pose_pipeline_module, "RESIDUAL_CACHE_BYTES", 0)
+        recomputed = pose_pipeline(clip(7), options)
+    finally:
+        hook.remove()
+    assert calls == [4, 4, 4] * 2  # one ControlNet pass per window: 3 windows (with wrap-around), per step
+    np.testing.assert_allclose(recomputed, cached, atol=1e-5)

@@ -35,6 +35,7 @@ from engine.weights import frozen_on, load_diffusers_model
 
 LATENT_SCALE = 0.18215
 DECODE_CHUNK = 8
+RESIDUAL_CACHE_BYTES = 4 * 2**30  # per-frame ControlNet residuals kept in host memory up to this size
 DENOISE_SHARE = 0.9  # progress fraction given to denoising; decoding takes the rest
 
 
@@ -189,45 +190,55 @@ class PosePipeline(Pipeline):
     def _predict_noise(self, latents: torch.Tensor, t: torch.Tensor, text: torch.Tensor, ref_latent: torch.Tensor,
                        condition: torch.Tensor, windows: Sequence[list[int]], context: int,
                        guided: bool) -> torch.Tensor:
-        """Window-averaged noise prediction, (2 if guided else 1, 4, frames, h, w); uncond first."""
+        """Window-averaged noise prediction, (2 if guided else 1, 4, frames, h, w); uncond first.
+
+        ControlNet residuals depend only on a frame's own latent, so they are computed once per frame and kept
+        in host memory while that fits in RESIDUAL_CACHE_BYTES; longer clips recompute them per window instead
+        (about a third more ControlNet work, constant memory)."""
         with self.offload.on_device(self.appearance):
             reference = [feature[0] for feature in self.appearance(ref_latent, t, text)]
-        with self.offload.on_device(self.controlnet):
-            down, mid = self._controlnet_residuals(latents, t, text, condition, context)
+        frames = latents.shape[2]
+        cached = frames * self._residual_bytes_per_frame(latents) <= RESIDUAL_CACHE_BYTES
+        if cached:
+            with self.offload.on_device(self.controlnet):
+                chunks = [self._controlnet(latents, t, text, condition, list(range(start, min(start + context, frames))),
+                                           self.residual_device) for start in range(0, frames, context)]
+            residuals = [torch.cat(parts) for parts in zip(*chunks)]
         halves = 2 if guided else 1
         average = WindowAverage(latents.repeat(halves, 1, 1, 1, 1))
-        with self.offload.on_device(self.unet):
+        with self.offload.on_device(self.unet, *(() if cached else (self.controlnet,))):
             for window in windows:
                 sample = latents[:, :, window].repeat(halves, 1, 1, 1, 1)
-                down_w, mid_w = (self._gather(r, window, halves) for r in (down, [mid]))
+                per_frame = ([r[torch.tensor(window)].to(self.device) for r in residuals] if cached
+                             else self._controlnet(latents, t, text, condition, window, self.device))
+                laid = [rearrange(r, "f c h w -> 1 c f h w").repeat(halves, 1, 1, 1, 1) for r in per_frame]
                 with self.unet.reading_reference(reference, batch=[halves - 1]):
-                    average.add(window, self.unet(sample, t, text, down_w, mid_w[0]))
+                    average.add(window, self.unet(sample, t, text, laid[:-1], laid[-1]))
         return average.mean()
 
-    def _controlnet_residuals(self, latents: torch.Tensor, t: torch.Tensor, text: torch.Tensor,
-                              condition: torch.Tensor, context: int) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """DensePose ControlNet on every frame (chunks of `context` frames), kept on `residual_device`.
+    def _controlnet(self, latents: torch.Tensor, t: torch.Tensor, text: torch.Tensor, condition: torch.Tensor,
+                    frames: list[int], keep_on: torch.device) -> list[torch.Tensor]:
+        """DensePose ControlNet on `frames` as one batch -> its residuals (down blocks..., mid), (f, C, h, w) each.
 
         condition: (frames, 3, H, W) uint8 DensePose pixels on the host."""
-        frames = rearrange(latents[0], "c f h w -> f c h w")
-        outputs = []
-        for start in range(0, frames.shape[0], context):
-            chunk = frames[start:start + context]
-            down, mid = self.controlnet(chunk, t, encoder_hidden_states=text.expand(len(chunk), -1, -1),
-                                        controlnet_cond=self._condition(condition[start:start + context]),
-                                        return_dict=False)
-            outputs.append([r.to(self.residual_device) for r in (*down, mid)])
-        stacked = [torch.cat(parts) for parts in zip(*outputs)]
-        return stacked[:-1], stacked[-1]
+        index = torch.tensor(frames)
+        sample = rearrange(latents[0][:, index.to(latents.device)], "c f h w -> f c h w")
+        pixels = condition[index].to(self.device, self.dtype) / 255.0
+        down, mid = self.controlnet(sample, t, encoder_hidden_states=text.expand(len(frames), -1, -1),
+                                    controlnet_cond=pixels, return_dict=False)
+        return [r.to(keep_on) for r in (*down, mid)]
 
-    def _condition(self, chunk: torch.Tensor) -> torch.Tensor:
-        return chunk.to(self.device, self.dtype) / 255.0
-
-    def _gather(self, residuals: Sequence[torch.Tensor], window: list[int], halves: int) -> list[torch.Tensor]:
-        """Per-frame residuals of one window as (halves, C, f, h, w) tensors on the compute device."""
-        index = torch.tensor(window)
-        return [rearrange(r[index].to(self.device), "f c h w -> 1 c f h w").repeat(halves, 1, 1, 1, 1)
-                for r in residuals]
+    def _residual_bytes_per_frame(self, latents: torch.Tensor) -> int:
+        """Host bytes of one frame's ControlNet residuals: conv_in, each resnet and downsampler output, mid block."""
+        config = self.controlnet.config
+        pixels, channels = latents.shape[-2] * latents.shape[-1], list(config.block_out_channels)
+        elements = channels[0] * pixels
+        for level, width in enumerate(channels):
+            elements += config.layers_per_block * width * pixels // 4 ** level
+            if level + 1 < len(channels):
+                elements += width * pixels // 4 ** (level + 1)
+        elements += channels[-1] * pixels // 4 ** (len(channels) - 1)
+        return elements * latents.element_size()
 
     def _decode(self, latents: torch.Tensor, progress: Progress, cancel: CancelToken) -> np.ndarray:
         frames = rearrange(latents[0], "c f h w -> f c h w") / LATENT_SCALE

@@ -16,7 +16,7 @@ from engine.errors import InputError
 from engine.jobs import JobContext
 
 MAX_IMAGE_PIXELS = 80_000_000  # below Pillow's decompression-bomb warning; a 48 MP phone photo passes
-MAX_MOTION_FRAMES = 1800  # 72 s at 25 fps; MagicAnimate keeps per-frame ControlNet residuals for the whole clip
+MAX_MOTION_FRAMES = 1800  # 72 s at 25 fps: hours of denoising, and the decoded clip is held whole (5.7 GB at 512)
 RESIZE = "bicubic"  # the original resizes the reference and every motion frame with Pillow's default (bicubic)
 PIPELINE_OPTIONS = ("size", "steps", "guidance", "seed", "context", "overlap")
 

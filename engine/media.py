@@ -88,6 +88,11 @@ def fit(array: np.ndarray, width: int, height: int, mode: str = "crop", fill: in
     return canvas
 
 
+def to_uint8(frames: np.ndarray) -> np.ndarray:
+    """Float pixels in [0, 1] (clipped) -> uint8, rounded to nearest."""
+    return (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
 def composite(premultiplied: np.ndarray, background: np.ndarray | Sequence[int] | None) -> np.ndarray:
     """Premultiplied float RGBA [0,1] over a background (RGB uint8 image or colour); None = black. -> uint8 RGB."""
     rgb, alpha = premultiplied[..., :3], premultiplied[..., 3:4]
@@ -98,15 +103,14 @@ def composite(premultiplied: np.ndarray, background: np.ndarray | Sequence[int] 
         if bg.ndim == 3 and bg.shape[:2] != rgb.shape[:2]:
             bg = fit((bg * 255).astype(np.uint8), rgb.shape[1], rgb.shape[0], "crop").astype(np.float32) / 255.0
         out = rgb + (1.0 - alpha) * bg[..., :3]
-    return (np.clip(out, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return to_uint8(out)
 
 
 def unpremultiply(premultiplied: np.ndarray) -> np.ndarray:
     """Premultiplied float RGBA [0,1] -> straight-alpha uint8 RGBA (for PNG/WebM with transparency)."""
     alpha = premultiplied[..., 3:4]
     rgb = np.where(alpha > 1e-6, premultiplied[..., :3] / np.maximum(alpha, 1e-6), 0.0)
-    out = np.concatenate([np.clip(rgb, 0, 1), np.clip(alpha, 0, 1)], axis=-1)
-    return (out * 255.0 + 0.5).astype(np.uint8)
+    return to_uint8(np.concatenate([rgb, alpha], axis=-1))
 
 
 def parse_colour(text: str) -> tuple[int, int, int]:

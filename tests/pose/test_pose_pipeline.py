@@ -38,8 +38,7 @@ def test_twenty_frames_run_three_windows_with_wrap_around(pose_pipeline: PosePip
         hook.remove()
     assert schedules == [[list(range(16)), list(range(12, 28)), [*range(24, 32), *range(8)]]]
     assert calls == [(2, 4, 16, 8, 8)] * 6  # 2 steps x 3 windows, uncond + cond halves of 16 frames
-    assert frames.shape == (20, 64, 64, 3) and frames.dtype == np.float32
-    assert frames.min() >= 0.0 and frames.max() <= 1.0 and frames.std() > 0.01
+    assert frames.shape == (20, 64, 64, 3) and frames.dtype == np.uint8 and frames.std() > 2
     assert [m for _, m in reports[:2]] == ["Denoising step 1/2", "Denoising step 2/2"]
     assert reports[0][0] == pytest.approx(0.45) and reports[-1][0] == pytest.approx(1.0)
     assert all(a[0] <= b[0] for a, b in zip(reports, reports[1:]))
@@ -49,9 +48,9 @@ def test_same_seed_same_frames_and_inputs_matter(pose_pipeline: PosePipeline) ->
     first = pose_pipeline(clip(2), {**SMALL, "seed": 7})
     assert first.shape == (2, 64, 64, 3)
     np.testing.assert_array_equal(first, pose_pipeline(clip(2), {**SMALL, "seed": 7}))
-    assert np.abs(first - pose_pipeline(clip(2), {**SMALL, "seed": 8})).max() > 1e-3
+    assert np.abs(first.astype(int) - pose_pipeline(clip(2), {**SMALL, "seed": 8})).max() > 2
     other_reference = {**clip(2), "reference": clip(3, seed=5)["reference"]}
-    assert np.abs(first - pose_pipeline(other_reference, {**SMALL, "seed": 7})).max() > 1e-4
+    assert np.abs(first.astype(int) - pose_pipeline(other_reference, {**SMALL, "seed": 7})).max() > 0
 
 
 def test_guidance_one_is_the_conditional_prediction(pose_pipeline: PosePipeline) -> None:
@@ -132,6 +131,8 @@ def test_residual_size_estimate_matches_the_controlnet_outputs(pose_pipeline: Po
 def test_long_clips_recompute_residuals_per_window_with_the_same_result(pose_pipeline: PosePipeline,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     options = {"size": 64, "steps": 2, "context": 4, "overlap": 1, "seed": 2}
+    # compare the final latents: rounding to uint8 frames would hide small differences
+    monkeypatch.setattr(pose_pipeline, "_decode", lambda latents, progress, cancel: latents.numpy())
     calls: list[int] = []
     hook = pose_pipeline.controlnet.register_forward_pre_hook(lambda m, args: calls.append(len(args[0])))
     try:
@@ -144,3 +145,19 @@ def test_long_clips_recompute_residuals_per_window_with_the_same_result(pose_pip
         hook.remove()
     assert calls == [4, 4, 4] * 2  # one ControlNet pass per window: 3 windows (with wrap-around), per step
     np.testing.assert_allclose(recomputed, cached, atol=1e-5)
+
+
+def test_decode_runs_the_vae_per_frame_in_chunks_and_rounds_to_uint8(pose_pipeline: PosePipeline) -> None:
+    from engine.pipelines.base import no_progress
+    from engine.pipelines.pose.pipeline import DECODE_CHUNK, LATENT_SCALE
+
+    frames = DECODE_CHUNK + 2  # a full chunk and a partial one
+    latents = torch.randn(1, 4, frames, 8, 8, generator=torch.Generator().manual_seed(0))
+    decoded = pose_pipeline._decode(latents, no_progress, CancelToken())
+    assert decoded.shape == (frames, 64, 64, 3) and decoded.dtype == np.uint8
+    with torch.no_grad():
+        for index in (0, frames - 1):
+            image = pose_pipeline.vae.decode(latents[:, :, index] / LATENT_SCALE).sample[0]
+            expected = ((image / 2 + 0.5).clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
+            assert np.abs(decoded[index].astype(int) - expected).max() <= 1  # batching may move a rounding edge
+    assert decoded.std() > 2

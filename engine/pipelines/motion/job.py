@@ -118,18 +118,13 @@ def validate(inputs: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
     return {"image": image, "trajectories": tracks, "brush": brush}
 
 
-def to_uint8(frames: np.ndarray) -> np.ndarray:
-    """Float frames in [0, 1] -> uint8."""
-    return (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
 def execute(ctx: JobContext) -> dict[str, Path]:
     pipeline = ctx.pipeline()
     out = pipeline(ctx.inputs, _pipeline_options(ctx.options), ctx.progress, ctx.cancel)
     fps = ctx.options["fps"]
     outputs = {"video": ctx.path("result.mp4"), "flow": ctx.path("flow.mp4"), "hint": ctx.path("hint.png"),
                "trajectories": ctx.path("trajectories.json")}
-    media.write_mp4(outputs["video"], to_uint8(out["frames"]), fps)
+    media.write_mp4(outputs["video"], media.to_uint8(out["frames"]), fps)
     media.write_mp4(outputs["flow"], out["flow_frames"], fps)
     media.write_png(outputs["hint"], out["hint"])
     # The drawings as used, so the run can be repeated: --trajectories trajectories.json [--brush brush.png].

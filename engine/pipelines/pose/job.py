@@ -16,7 +16,7 @@ from engine.errors import InputError
 from engine.jobs import JobContext
 
 MAX_IMAGE_PIXELS = 80_000_000  # below Pillow's decompression-bomb warning; a 48 MP phone photo passes
-MAX_MOTION_FRAMES = 1800  # 72 s at 25 fps: hours of denoising, and the decoded clip is held whole (5.7 GB at 512)
+MAX_MOTION_FRAMES = 1800  # 72 s at 25 fps: hours of denoising; the decoded clip is held whole (1.4 GB at 512)
 RESIZE = "bicubic"  # the original resizes the reference and every motion frame with Pillow's default (bicubic)
 PIPELINE_OPTIONS = ("size", "steps", "guidance", "seed", "context", "overlap")
 
@@ -111,8 +111,7 @@ def execute(ctx: JobContext) -> dict[str, Path]:
     motion = read_motion(ctx.inputs["motion"], fps, size, mode)
     reference = fit_reference(ctx.inputs["reference"], size, mode)
     pipeline = ctx.pipeline()
-    frames = pipeline({"reference": reference, "motion": motion}, pipeline_options(opts), ctx.progress, ctx.cancel)
-    result = (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    result = pipeline({"reference": reference, "motion": motion}, pipeline_options(opts), ctx.progress, ctx.cancel)
     outputs = {"video": ctx.path("result.mp4")}
     media.write_mp4(outputs["video"], result, fps)
     if opts["grid"]:

@@ -23,6 +23,7 @@ from einops import rearrange
 from PIL import Image
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from engine import media
 from engine.errors import CheckpointError, InputError
 from engine.offload import ModelOffload
 from engine.pipelines.base import CancelToken, Pipeline, Progress, no_progress
@@ -145,7 +146,9 @@ class PosePipeline(Pipeline):
     @torch.no_grad()
     def __call__(self, inputs: Mapping[str, Any], options: Mapping[str, Any],
                  progress: Progress = no_progress, cancel: CancelToken | None = None) -> np.ndarray:
-        """-> float32 frames (N, size, size, 3) in [0, 1], N = number of motion frames."""
+        """-> uint8 RGB frames (N, size, size, 3), N = number of motion frames.
+
+        Each decoded chunk is rounded to uint8 at once: a long clip is held at a quarter of its float size."""
         opts = PoseOptions.parse(options)
         reference, motion = prepare_inputs(inputs, opts.size)
         cancel = cancel or CancelToken()
@@ -247,7 +250,7 @@ class PosePipeline(Pipeline):
             for start in range(0, frames.shape[0], DECODE_CHUNK):
                 cancel.check()
                 image = self.vae.decode(frames[start:start + DECODE_CHUNK]).sample
-                out.append((image / 2 + 0.5).clamp(0, 1).float().cpu())
+                out.append(media.to_uint8(rearrange(image / 2 + 0.5, "f c h w -> f h w c").float().cpu().numpy()))
                 done = min(start + DECODE_CHUNK, frames.shape[0]) / frames.shape[0]
                 progress(DENOISE_SHARE + (1 - DENOISE_SHARE) * done, "Decoding frames")
-        return rearrange(torch.cat(out), "f c h w -> f h w c").numpy()
+        return np.concatenate(out)

@@ -6,6 +6,7 @@ import importlib
 import gradio as gr
 
 from engine import Engine
+from tabs.widgets import session_stopper
 
 THEME = gr.themes.Soft()
 TAB_MODULES = {"pose": "tabs.pose", "motion": "tabs.motion", "dance": "tabs.dance"}  # order of the tabs
@@ -21,6 +22,8 @@ def build_app(engine: Engine) -> gr.Blocks:
                 if task in engine.tasks:
                     importlib.import_module(module).build(engine)
             importlib.import_module("tabs.models").build(engine)
+        # Closing or reloading the tab ends the session; its result could never be shown, so free the GPU.
+        demo.unload(session_stopper(engine))
     return demo
 
 

@@ -63,9 +63,14 @@ def on_gpu(fn: Callable[..., Any], duration: int = 300) -> Callable[..., Any]:
     return spaces.GPU(duration=duration)(fn)
 
 
-def wire_stop(engine: Engine, button: gr.Button, event: Any) -> None:
-    """The Stop button sets the session's cancel token; the job stops at its next step and writes nothing."""
+def session_stopper(engine: Engine) -> Callable[[gr.Request], None]:
+    """A handler that cancels the calling session's job: it stops at its next step and writes nothing."""
     def stop(request: gr.Request) -> None:
         engine.cancel(request.session_hash)
 
-    button.click(stop, None, None, api_visibility="private", queue=False)
+    return stop
+
+
+def wire_stop(engine: Engine, button: gr.Button, event: Any) -> None:
+    """The Stop button sets the session's cancel token."""
+    button.click(session_stopper(engine), None, None, api_visibility="private", queue=False)

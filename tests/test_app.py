@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,13 @@ def test_download_button_reports_cached_paths(live_app) -> None:
     _, client = live_app
     _, sizes, status = client.predict("dance", api_name="/download_checkpoints")
     assert "`conr`" in status and "snapshots" in status and "**dance**" in sizes and "all cached" in sizes
+
+
+def test_closing_the_tab_cancels_the_sessions_job(session_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    demo = build_app(session_engine)
+    unload = [fn for fn in demo.fns.values() if (None, "unload") in fn.targets]
+    assert len(unload) == 1
+    cancelled: list[str] = []
+    monkeypatch.setattr(session_engine, "cancel", cancelled.append)
+    unload[0].fn(SimpleNamespace(session_hash="leaving-user"))
+    assert cancelled == ["leaving-user"]

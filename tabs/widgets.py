@@ -10,6 +10,7 @@ import gradio as gr
 from engine import Engine, user_message
 from engine.errors import AnimateError
 from engine.jobs import JobResult
+from engine.pipelines.base import RemainingTime
 from engine.tasks import Option, TaskSpec
 
 log = logging.getLogger("tabs")
@@ -46,7 +47,8 @@ def run_task(engine: Engine, task: str, inputs: dict[str, Any], options: dict[st
     """engine.run with UI progress, per-session cancellation, and errors shown as gr.Error."""
     owner = getattr(request, "session_hash", None)
     try:
-        return engine.run(task, inputs, options, progress=lambda f, m: progress(f, desc=m), owner=owner)
+        return engine.run(task, inputs, options, progress=RemainingTime(lambda f, m: progress(f, desc=m)),
+                          owner=owner)
     except AnimateError as exc:
         raise gr.Error(user_message(exc), duration=None) from exc
     except Exception as exc:

@@ -119,3 +119,22 @@ def test_out_dir_receives_files_atomically(echo_engine, tmp_path: Path) -> None:
     result = engine.run("echo", {"text": text}, out_dir=out)
     assert result.folder == out and (out / "result.txt").read_text().startswith("HELLO")
     assert (out / "settings.json").is_file() and not list(out.parent.glob(".staging-*"))
+
+
+def test_remaining_time_follows_the_pace_after_loading_and_restarts_with_a_new_phase() -> None:
+    from engine.pipelines.base import RemainingTime
+
+    now = [0.0]
+    shown: list[tuple[float, str]] = []
+    progress = RemainingTime(lambda f, m: shown.append((f, m)), clock=lambda: now[0])
+    for t, fraction, message in [(0, 0.0, "Loading"), (100, 0.1, "Step 1"), (110, 0.2, "Step 2"),
+                                 (150, 0.6, "Step 6"), (3000, 0.61, "Step 7"), (3100, 1.0, "Done"),
+                                 (3101, 0.05, "Next phase")]:
+        now[0] = t
+        progress(fraction, message)
+    assert [m for _, m in shown] == [
+        "Loading", "Step 1",
+        "Step 2 · about 80 s left",     # 10 s per tenth since step 1; the 100 s of loading do not count
+        "Step 6 · about 40 s left",
+        "Step 7 · about 37 min left",   # 2900 s for 0.51, 0.39 to go
+        "Done", "Next phase"]

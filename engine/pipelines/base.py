@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -13,6 +14,41 @@ Progress = Callable[[float, str], None]
 
 def no_progress(fraction: float, message: str) -> None:
     """Progress sink for callers that do not report progress."""
+
+
+class RemainingTime:
+    """Wraps a Progress callback and appends "about N min left" to its messages.
+
+    The pace is measured from the first report above the phase's start, so model loading does not inflate it; a
+    fraction that goes back (a download finished and the run begins, say) starts a new phase.
+    """
+
+    def __init__(self, report: Progress, clock: Callable[[], float] = time.monotonic) -> None:
+        self._report, self._clock = report, clock
+        self._anchor: tuple[float, float] | None = None  # (time, fraction) where the pace is measured from
+        self._last = -1.0
+
+    def __call__(self, fraction: float, message: str) -> None:
+        now = self._clock()
+        if fraction < self._last:
+            self._anchor = None
+        self._last = fraction
+        if self._anchor is None:
+            if fraction > 0:
+                self._anchor = (now, fraction)
+        elif fraction > self._anchor[1] and fraction < 1:
+            start, base = self._anchor
+            left = (now - start) * (1 - fraction) / (fraction - base)
+            message = f"{message} · about {_duration(left)} left"
+        self._report(fraction, message)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{max(5, round(seconds / 5) * 5):.0f} s"
+    if seconds < 3600:
+        return f"{round(seconds / 60):.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 class CancelToken:

@@ -39,8 +39,9 @@ def test_twenty_frames_run_three_windows_with_wrap_around(pose_pipeline: PosePip
     assert schedules == [[list(range(16)), list(range(12, 28)), [*range(24, 32), *range(8)]]]
     assert calls == [(2, 4, 16, 8, 8)] * 6  # 2 steps x 3 windows, uncond + cond halves of 16 frames
     assert frames.shape == (20, 64, 64, 3) and frames.dtype == np.uint8 and frames.std() > 2
-    assert [m for _, m in reports[:2]] == ["Denoising step 1/2", "Denoising step 2/2"]
-    assert reports[0][0] == pytest.approx(0.45) and reports[-1][0] == pytest.approx(1.0)
+    assert [m for _, m in reports[:3]] == ["Encoding the reference, denoising", "Denoising step 1/2",
+                                           "Denoising step 2/2"]
+    assert reports[1][0] == pytest.approx(0.45) and reports[-1][0] == pytest.approx(1.0)
     assert all(a[0] <= b[0] for a, b in zip(reports, reports[1:]))
 
 
@@ -76,11 +77,12 @@ def test_cancel_before_start_and_between_steps(pose_pipeline: PosePipeline) -> N
 
     def cancel_after_first_step(fraction: float, message: str) -> None:
         steps.append(message)
-        token.cancel()
+        if message.startswith("Denoising step"):
+            token.cancel()
 
     with pytest.raises(JobCancelled):
         pose_pipeline(clip(2), {**SMALL, "steps": 3}, progress=cancel_after_first_step, cancel=token)
-    assert steps == ["Denoising step 1/3"]
+    assert steps == ["Encoding the reference, denoising", "Denoising step 1/3"]
 
 
 @pytest.mark.parametrize(("inputs", "options", "match"), [

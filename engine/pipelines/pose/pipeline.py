@@ -152,6 +152,7 @@ class PosePipeline(Pipeline):
         opts = PoseOptions.parse(options)
         reference, motion = prepare_inputs(inputs, opts.size)
         cancel = cancel or CancelToken()
+        progress(0.0, "Encoding the reference, denoising")
         count = len(motion)
         total = padded_length(count, opts.context)
         motion = np.concatenate([motion, np.repeat(motion[-1:], total - count, axis=0)])

@@ -54,7 +54,16 @@ def test_download_dry_run_offline_is_a_one_line_checkpoint_error(capsys, tmp_pat
     assert err.startswith("error: ") and err.count("\n") == 1 and "offline" in err
 
 
-def test_download_without_network_explains(capsys, tmp_path: Path) -> None:
+def test_download_without_network_explains(capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+    from types import SimpleNamespace
+
+    import huggingface_hub.constants
+
+    # a port nothing listens on: a machine with internet does not fetch the real checkpoints; the Hub client's
+    # retries (1+2+4+8+8 s of back-off) are not waited out
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr("huggingface_hub.utils._http.time", SimpleNamespace(time=time.time, sleep=lambda s: None))
     code, _, err = cli(capsys, "download", "dance", "--cache-dir", str(tmp_path))
     assert code == 3 and ("Could not reach the Hugging Face Hub" in err or "offline" in err)
 

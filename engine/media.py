@@ -192,8 +192,15 @@ def resample_indices(count: int, source_fps: float, target_fps: float | None) ->
     """Source frame index shown at each output frame when converting source_fps -> target_fps."""
     if not target_fps or abs(target_fps - source_fps) < 1e-6:
         return list(range(count))
-    out_count = max(1, math.floor(count * target_fps / source_fps + 1e-9))
+    out_count = resampled_count(count, source_fps, target_fps)
     return [min(count - 1, math.floor(k * source_fps / target_fps + 1e-9)) for k in range(out_count)]
+
+
+def resampled_count(count: int, source_fps: float, target_fps: float | None) -> int:
+    """How many frames `count` source frames become at target_fps (see resample_indices)."""
+    if not target_fps or abs(target_fps - source_fps) < 1e-6:
+        return count
+    return max(1, math.floor(count * target_fps / source_fps + 1e-9)) if count else 0
 
 
 def read_video(path: str | Path, fps: float | None = None, max_frames: int | None = None,

@@ -82,6 +82,20 @@ def test_motion_is_resampled_to_fps_and_padded_with_its_background(files: dict[s
     assert np.abs(padded[:8].astype(int) - DENSEPOSE_BACKGROUND).max() <= 8  # bars in viridis(0), not black
 
 
+def test_motion_decoding_stops_once_past_the_frame_limit(files: dict[str, Path],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container that does not store its frame count passes the early check; decoding must still stop."""
+    from engine.pipelines.pose import job as pose_job
+
+    monkeypatch.setattr(pose_job, "MAX_MOTION_FRAMES", 2)
+    fitted: list[tuple[int, ...]] = []
+    real_fit = media.fit
+    monkeypatch.setattr(media, "fit", lambda frame, *a, **k: fitted.append(frame.shape) or real_fit(frame, *a, **k))
+    with pytest.raises(InputError, match="too long.*at most 2 frames at 25 fps"):
+        read_motion(files["grey50"], 25, SIZE, "stretch")  # 8 frames at 50 fps -> 4 at 25
+    assert len(fitted) == 5  # the 6th source frame would make a 3rd output frame: stopped there
+
+
 # ---------------------------------------------------------------------------------------------------- engine
 
 def test_twenty_frames_end_to_end(session_engine: Engine, files: dict[str, Path]) -> None:

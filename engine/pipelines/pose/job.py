@@ -43,12 +43,16 @@ def check_motion(path: str | Path, fps: float) -> None:
     """A readable video whose first frame decodes and whose length is within the limits (no full decode)."""
     path = Path(path)
     info = media.video_info(path)
-    if info.frames and len(media.resample_indices(info.frames, info.fps, fps)) > MAX_MOTION_FRAMES:
-        raise InputError(f"Motion video '{path.name}' is too long ({info.frames} frames at {info.fps:g} fps; at most "
-                         f"{MAX_MOTION_FRAMES} frames at {fps:g} fps). Trim it or lower the fps option.")
+    if info.frames and media.resampled_count(info.frames, info.fps, fps) > MAX_MOTION_FRAMES:
+        raise motion_too_long(path, f"{info.frames} frames at {info.fps:g} fps", fps)
     with closing(media.iter_video(path)) as frames:
         if next(frames, None) is None:
             raise InputError(f"Motion video '{path.name}' contains no frames. Export the DensePose video again.")
+
+
+def motion_too_long(path: Path, length: str, fps: float) -> InputError:
+    return InputError(f"Motion video '{path.name}' is too long ({length}; at most {MAX_MOTION_FRAMES} frames at "
+                      f"{fps:g} fps). Trim it or lower the fps option.")
 
 
 def border_colour(image: np.ndarray) -> tuple[int, ...]:
@@ -67,19 +71,24 @@ def fit_reference(image: np.ndarray, size: int, mode: str) -> np.ndarray:
 def read_motion(path: str | Path, fps: float, size: int, mode: str) -> list[np.ndarray]:
     """Every motion frame resampled to `fps` and fitted to size x size (pad bars in the first frame's border colour).
 
-    Frames are fitted as they are decoded, so a long high-resolution video never sits in memory at full size."""
+    Frames are fitted as they are decoded, so a long high-resolution video never sits in memory at full size, and
+    decoding stops with an InputError once the clip passes MAX_MOTION_FRAMES (containers that do not store their
+    frame count get past check_motion)."""
+    path = Path(path)
+    source_fps = media.video_info(path).fps
     fill: tuple[int, ...] | None = None
+    decoded = 0
 
     def fitted(frame: np.ndarray) -> np.ndarray:
-        nonlocal fill
+        nonlocal fill, decoded
+        decoded += 1
+        if media.resampled_count(decoded, source_fps, fps) > MAX_MOTION_FRAMES:
+            raise motion_too_long(path, f"at least {decoded} frames at {source_fps:g} fps", fps)
         if fill is None:
             fill = border_colour(frame)
         return media.fit(frame, size, size, mode, fill=fill, method=RESIZE)
 
     frames, _ = media.read_video(path, fps=fps, transform=fitted)
-    if len(frames) > MAX_MOTION_FRAMES:
-        raise InputError(f"Motion video '{Path(path).name}' has {len(frames)} frames at {fps:g} fps; at most "
-                         f"{MAX_MOTION_FRAMES}. Trim it or lower the fps option.")
     return frames
 
 

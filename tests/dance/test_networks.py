@@ -9,6 +9,7 @@ import torch
 from engine.pipelines.dance.networks import (CINN, DanceNetConfig, build_networks, rescale_flow, warp,
                                              warp_groups)
 from engine.pipelines.dance.tiny import random_networks
+from tests.tolerance import assert_relative_close
 
 PUBLISHED = {  # name: (parameters rounded as published, tensors)
     "udpparsernet": (57.22e6, 192),
@@ -101,8 +102,8 @@ def test_shader_is_symmetric_in_views_and_independent_across_samples(tiny_nets):
         permuted = shader(targets, reference[:, perm], [f[:, perm] for f in feats])
         alone = shader([t[1:] for t in targets], reference[1:], [f[1:] for f in feats])
     assert both.abs().max() > 0
-    torch.testing.assert_close(permuted, both, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(alone, both[1:], rtol=1e-4, atol=1e-5)
+    assert_relative_close(permuted, both)
+    assert_relative_close(alone, both[1:])
 
 
 def test_flow_block_convolves_shared_inputs_once_as_if_repeated_per_view(tiny_nets):
@@ -119,7 +120,7 @@ def test_flow_block_convolves_shared_inputs_once_as_if_repeated_per_view(tiny_ne
         got = block(inputs, views)
         expected = block(repeated, views)  # one convolution over the full per-view concatenation
     for name in ("flow", "mask", "message", "message_flow", "local", "local_flow"):
-        torch.testing.assert_close(getattr(got, name), getattr(expected, name), rtol=1e-5, atol=1e-6)
+        assert_relative_close(getattr(got, name), getattr(expected, name))
     with pytest.raises(ValueError, match="input channels"):
         block(inputs[:2], views)
 

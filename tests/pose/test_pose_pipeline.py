@@ -9,6 +9,7 @@ from engine.errors import InputError, JobCancelled
 from engine.pipelines.base import CancelToken
 from engine.pipelines.pose import pipeline as pose_pipeline_module
 from engine.pipelines.pose.pipeline import PosePipeline
+from tests.tolerance import assert_relative_close
 
 
 def clip(frames: int, seed: int = 0, size: int = 64) -> dict[str, Any]:
@@ -146,7 +147,7 @@ def test_long_clips_recompute_residuals_per_window_with_the_same_result(pose_pip
     finally:
         hook.remove()
     assert calls == [4, 4, 4] * 2  # one ControlNet pass per window: 3 windows (with wrap-around), per step
-    np.testing.assert_allclose(recomputed, cached, atol=1e-5)
+    assert_relative_close(recomputed, cached)
 
 
 def test_decode_runs_the_vae_per_frame_in_chunks_and_rounds_to_uint8(pose_pipeline: PosePipeline) -> None:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from engine.errors import CheckpointError
-from engine.pipelines.motion.cmp import CMPConfig, CMPNet, bin_expectation, load_cmp, read_cmp_state
+from engine.models.mofa.cmp import CMPConfig, CMPNet, bin_expectation, load_cmp, read_cmp_state
 from engine.pipelines.motion.pipeline import CMP_CHECKPOINT, TRAJ_KEY
 from engine.pipelines.motion.tiny import TINY_CMP
 

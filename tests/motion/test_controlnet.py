@@ -1,6 +1,6 @@
 import torch
 
-from engine.pipelines.motion.controlnet import FlowControlNet, downscale_flow
+from engine.models.mofa.controlnet import FlowControlNet, downscale_flow
 from engine.pipelines.motion.tiny import TINY_UNET, randomise
 from tests.tolerance import assert_relative_close
 

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from engine.pipelines.motion.softsplat import splat_average, splat_sum
+from engine.models.mofa.softsplat import splat_average, splat_sum
 from tests.tolerance import assert_relative_close
 
 

@@ -1,6 +1,6 @@
 import torch
 
-from engine.pipelines.motion.svd_unet import MofaSVDUNet
+from engine.models.mofa.svd_unet import MofaSVDUNet
 from engine.pipelines.motion.tiny import TINY_UNET, randomise
 from tests.tolerance import assert_relative_close
 

@@ -7,7 +7,7 @@ from diffusers.models.attention import TemporalBasicTransformerBlock
 from diffusers.models.transformers.transformer_temporal import TransformerSpatioTemporalModel
 
 from engine.pipelines.motion.pipeline import MotionOptions, MotionPipeline
-from engine.pipelines.motion.time_context import legacy_time_context
+from engine.models.mofa.time_context import legacy_time_context
 
 
 def spy_contexts(model: torch.nn.Module) -> tuple[list[torch.Tensor], list]:

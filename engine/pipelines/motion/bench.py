@@ -11,10 +11,10 @@ from torch import nn
 
 from engine.weights import frozen_on
 
-from .cmp import CMP, CMPConfig
-from .controlnet import FlowControlNet
+from engine.models.mofa.cmp import CMP, CMPConfig
+from engine.models.mofa.controlnet import FlowControlNet
 from .pipeline import MotionPipeline
-from .svd_unet import MofaSVDUNet
+from engine.models.mofa.svd_unet import MofaSVDUNet
 from .tiny import SVD_SCHEDULER, TINY_CLIP, TINY_CMP, TINY_UNET, TINY_VAE
 
 FULL_VAE = dict(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,

@@ -33,11 +33,11 @@ from engine.errors import CheckpointError, InputError
 from engine.offload import ModelOffload
 from engine.pipelines.base import CancelToken, Pipeline, Progress, no_progress
 
-from . import flows
-from .cmp import CMP, load_cmp
-from .controlnet import FlowControlNet
-from .svd_unet import MofaSVDUNet
-from .time_context import legacy_time_context
+from engine.models.mofa import flows
+from engine.models.mofa.cmp import CMP, load_cmp
+from engine.models.mofa.controlnet import FlowControlNet
+from engine.models.mofa.svd_unet import MofaSVDUNet
+from engine.models.mofa.time_context import legacy_time_context
 from engine.weights import load_clip_vision, load_diffusers_model
 
 SVD_KEY, TRAJ_KEY = "svd_xt_11", "mofa_traj"

@@ -10,10 +10,10 @@ from diffusers import AutoencoderKLTemporalDecoder
 from safetensors.torch import save_file
 from torch import nn
 
-from .cmp import CMPConfig, CMPNet
-from .controlnet import FlowControlNet
+from engine.models.mofa.cmp import CMPConfig, CMPNet
+from engine.models.mofa.controlnet import FlowControlNet
 from .pipeline import CMP_CHECKPOINT, CMP_CONFIG, CONTROLNET_DIR, OPENAI_CLIP_STATS, SVD_KEY, TRAJ_KEY
-from .svd_unet import MofaSVDUNet
+from engine.models.mofa.svd_unet import MofaSVDUNet
 
 TINY_UNET = dict(block_out_channels=(32, 64, 64, 64), layers_per_block=2, num_attention_heads=(2, 4, 4, 4),
                  cross_attention_dim=32, addition_time_embed_dim=8, projection_class_embeddings_input_dim=24,

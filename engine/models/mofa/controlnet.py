@@ -20,8 +20,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.unets.unet_3d_blocks import UNetMidBlockSpatioTemporal, get_down_block
 from torch import nn
 
-from .softsplat import splat_average
-from .svd_unet import embed_time, run_block
+from engine.models.mofa.softsplat import splat_average
+from engine.models.mofa.svd_unet import embed_time, run_block
 
 FLOW_SCALES = (8, 16, 32, 64)
 

@@ -1,12 +1,12 @@
 """The engine: the one object that tabs, the CLI and the API talk to.
 
-`Engine.run(task, inputs, options, progress)` validates inputs before any model loads, resolves checkpoints through the
-Hub cache, gets the task's pipeline from the model cache (built once, kept while memory allows), runs it under the
-one-GPU-job lock and writes the results plus settings.json into a fresh run folder.
+`Engine.run(task, inputs, options, progress)` parses the options once and validates inputs before any model loads,
+resolves checkpoints through the Hub cache, builds the task's pipeline over networks from the network cache (each
+loaded once, shared between tasks, kept while memory allows), runs it under the one-GPU-job lock and writes the
+results plus settings.json into a fresh run folder. `Engine.preview` runs a task's quick helpers for the tabs.
 """
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import threading
@@ -16,19 +16,29 @@ from typing import Any, Hashable, Mapping
 
 from engine.errors import AnimateError, InputError
 from engine.hub import Hub, human_size
-from engine.jobs import JobContext, JobResult, RunFolder, Stopwatch, pick_seed, seed_everything, write_settings
-from engine.pipelines.base import CancelToken, Progress, no_progress
-from engine.tasks import TaskSpec, load_attr, load_tasks
+from engine.errors import PreviewUnavailable
+from engine.jobs import (JobContext, JobResult, PreviewContext, RunFolder, Stopwatch, pick_seed, seed_everything,
+                         write_settings)
+from engine.pipelines.base import OFFLOAD_MODES, CancelToken, Pipeline, Progress, no_progress
+from engine.tasks import Options, TaskSpec, discover_tasks
 
-__all__ = ["Engine", "EngineConfig"]
+__all__ = ["Engine", "EngineConfig", "Preview", "JobResult", "CancelToken", "Options", "TaskSpec", "user_message"]
 log = logging.getLogger("engine")
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a preview gives a tab: a value to show, or None and a note saying why not (yet)."""
+
+    value: Any
+    note: str = ""
 
 
 @dataclass
 class EngineConfig:
     device: str = "auto"
     dtype: str = "auto"
-    offload: str = "none"  # none | model | sequential
+    offload: str = "none"  # none | model
     outputs: Path = Path("outputs")
     cache_dir: Path | None = None
     offline: bool = False
@@ -36,11 +46,12 @@ class EngineConfig:
 
 
 class Engine:
-    def __init__(self, config: EngineConfig | None = None, hub: Hub | None = None) -> None:
+    def __init__(self, config: EngineConfig | None = None, hub: Hub | None = None,
+                 tasks: Mapping[str, TaskSpec] | None = None) -> None:
         self.config = config or EngineConfig()
-        if self.config.offload not in ("none", "model", "sequential"):
-            raise InputError(f"Unknown offload mode '{self.config.offload}'. Use none, model or sequential.")
-        self.tasks: dict[str, TaskSpec] = load_tasks()
+        if self.config.offload not in OFFLOAD_MODES:
+            raise InputError(f"Unknown offload mode '{self.config.offload}'. Use {' or '.join(OFFLOAD_MODES)}.")
+        self.tasks: dict[str, TaskSpec] = dict(tasks) if tasks is not None else discover_tasks()
         self.hub = hub or Hub(cache_dir=self.config.cache_dir, offline=self.config.offline)
         self._runtime_lock = threading.Lock()
         self._device = self._dtype = self._cache = None
@@ -56,7 +67,7 @@ class Engine:
                 self._dtype = runtime.choose_dtype(self.config.dtype, self._device)
                 budget = (int(self.config.memory_budget_gb * 2**30) if self.config.memory_budget_gb
                           else runtime.default_budget(self._device))
-                self._cache = runtime.ModelCache(budget)
+                self._cache = runtime.ModelCache(budget, device=self._device)
             return self._device, self._dtype, self._cache
 
     @property
@@ -110,23 +121,23 @@ class Engine:
         return self.hub.resolve(name, progress)
 
     # ------------------------------------------------------------------------------------------- pipelines
-    def pipeline(self, task: str, progress: Progress = no_progress) -> Any:
+    def pipeline(self, task: str, progress: Progress = no_progress) -> Pipeline:
+        """The task's pipeline: a view over networks from the network cache (loaded on first use)."""
         spec = self.task(task)
         device, dtype, cache = self._runtime()
         paths = {name: self.checkpoint(name, progress) for name in spec.checkpoints}
-        key = (task, str(device), str(dtype), tuple(str(p) for p in paths.values()))
+        progress(0.0, f"Loading {spec.title} models")
+        return spec.pipeline_class.load(paths, device, dtype, offload=self.config.offload, networks=cache)
 
-        def build() -> Any:
-            progress(0.0, f"Loading {spec.title} models")
-            cls = load_attr(spec.pipeline)
-            kwargs = {}
-            if "offload" in inspect.signature(cls.load).parameters:
-                kwargs["offload"] = self.config.offload
-            elif self.config.offload != "none":
-                log.info("%s has no offload mode; it runs fully on %s.", spec.title, device)
-            return cls.load(paths, device, dtype, **kwargs)
-
-        return cache.get(key, build)
+    def preview(self, task: str, name: str, **values: Any) -> Preview:
+        """Run one of a task's preview helpers (job.PREVIEWS) under the preview policy (see PreviewContext)."""
+        helpers = self.task(task).previews()
+        if name not in helpers:
+            raise InputError(f"The {task} task has no '{name}' preview. Available: {', '.join(helpers) or 'none'}.")
+        try:
+            return Preview(helpers[name](PreviewContext(self, task), **values))
+        except PreviewUnavailable as why:
+            return Preview(None, str(why))
 
     # ------------------------------------------------------------------------------------------- jobs
     def cancel(self, owner: Hashable) -> bool:
@@ -145,15 +156,15 @@ class Engine:
         cancel = cancel or CancelToken()
         timings: dict[str, float] = {}
         with Stopwatch(timings, "validate"):
-            resolved = spec.resolve_options(options)
+            resolved = spec.parse_options(options)
             if "seed" in resolved:
-                resolved["seed"] = pick_seed(resolved["seed"])
-            prepared = load_attr(spec.validate)(dict(inputs), resolved)
+                resolved = resolved.replace(seed=pick_seed(resolved.seed))
+            prepared = spec.job.validate(dict(inputs), resolved)
         folder = RunFolder(Path(self.config.outputs), task, out_dir)
         if owner is not None:
             self._active[owner] = cancel
         try:
-            with runtime.GPU_LOCK, runtime.out_of_memory_as_resource_error(self.models):
+            with runtime.GPU_LOCK, runtime.out_of_memory_as_resource_error(self.models), self.models.pinned():
                 if "seed" in resolved:
                     seed_everything(resolved["seed"])
 
@@ -164,12 +175,12 @@ class Engine:
                 ctx = JobContext(task, prepared, resolved, folder.staging, progress, cancel, get_pipeline,
                                  self.checkpoint, timings)
                 with Stopwatch(timings, "run"):
-                    files = load_attr(spec.execute)(ctx)
+                    files = spec.job.execute(ctx)
                 cancel.check()
             checkpoints = self._used_checkpoints(spec)
             timings["run"] = timings.get("run", 0.0) - timings.get("load", 0.0)
             settings = write_settings(folder.staging / "settings.json", task=task,
-                                      inputs=_recorded_inputs(spec, inputs), options=resolved,
+                                      inputs=_recorded_inputs(spec, inputs), options=dict(resolved),
                                       checkpoints=checkpoints, device=str(self.device), dtype=str(self.dtype),
                                       timings=timings, outputs=files, folder=folder.staging)
             final = folder.commit()
@@ -193,18 +204,12 @@ class Engine:
                 used[name] = {"repo": status.spec.repo, "revision": status.spec.revision, "commit": status.path.name}
         return used
 
-    def bench(self, task: str, device: str = "auto", size: str = "full", **kwargs: Any) -> dict[str, Any]:
-        """Run the task's benchmark (full-size models with random weights); --dtype other than auto is passed on."""
-        from engine import runtime
+    def bench(self, task: str, device: str = "auto", size: str = "full", **settings: Any) -> dict[str, Any]:
+        """Run the task's benchmark (full-size networks with random weights) with the engine's dtype and offload."""
+        from engine import bench
 
-        dtype = None if self.config.dtype == "auto" else str(runtime.DTYPES[self.config.dtype]).removeprefix("torch.")
-        bench = load_attr(self.task(task).bench)
-        unknown = sorted(set(kwargs) - set(inspect.signature(bench).parameters))
-        if unknown:
-            raise InputError(f"The {task} benchmark has no {', '.join('--' + name for name in unknown)} setting.")
-        if "offload" in inspect.signature(bench).parameters:
-            kwargs["offload"] = self.config.offload
-        return bench(device=str(runtime.choose_device(device)), size=size, dtype=dtype, **kwargs)
+        return bench.run(self.task(task), device=device, size=size, dtype=self.config.dtype,
+                         offload=self.config.offload, **settings)
 
 
 def _recorded_inputs(spec: TaskSpec, inputs: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from engine import Engine, user_message
 from engine.errors import CheckpointError, InputError, JobCancelled, ResourceError
 from engine.hub import human_size
 from engine.settings import add_engine_arguments, config_from_args
-from engine.tasks import Option, TaskSpec, load_tasks
+from engine.tasks import Option, TaskSpec, discover_tasks
 
 EXIT_CODES = ((InputError, 2), (CheckpointError, 3), (ResourceError, 4), (JobCancelled, 130))
 
@@ -144,7 +144,7 @@ def cmd_task(engine: Engine, spec: TaskSpec, args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser(load_tasks())
+    parser = build_parser(discover_tasks())
     args = parser.parse_args(argv)
     try:
         engine = Engine(config_from_args(args))

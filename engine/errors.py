@@ -19,3 +19,8 @@ class ResourceError(AnimateError):
 
 class JobCancelled(AnimateError):
     """The user cancelled the job; nothing half-written is left behind."""
+
+
+class PreviewUnavailable(AnimateError):
+    """A preview cannot be shown now (nothing to preview yet, models not downloaded, the GPU busy): a note, not a
+    failure."""

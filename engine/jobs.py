@@ -1,6 +1,7 @@
 """One run of one task: seeding, a staging folder that becomes the run folder only on success, settings.json."""
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import random
@@ -11,14 +12,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
+from engine.errors import PreviewUnavailable
 from engine.pipelines.base import CancelToken, Progress
+from engine.tasks import MAX_SEED, Options
 
 TRACKED_PACKAGES = ("torch", "numpy", "diffusers", "transformers", "huggingface-hub", "gradio", "av", "onnxruntime")
-MAX_SEED = 2**32 - 1
 
 
 def seed_everything(seed: int) -> None:
@@ -46,11 +48,11 @@ def versions() -> dict[str, str]:
 
 @dataclass
 class JobContext:
-    """What an executor gets: validated inputs, resolved options, a folder to write into, and services."""
+    """What an executor gets: validated inputs, parsed options, a folder to write into, and services."""
 
     task: str
     inputs: dict[str, Any]
-    options: dict[str, Any]
+    options: Options
     folder: Path
     progress: Progress
     cancel: CancelToken
@@ -61,6 +63,48 @@ class JobContext:
     def path(self, name: str) -> Path:
         """A path inside the run folder (the folder only becomes visible when the whole run succeeds)."""
         return self.folder / name
+
+
+class PreviewContext:
+    """What a task's preview helper (its job module's PREVIEWS) may use, under the preview policy: checkpoints only
+    if already cached (a preview never starts a multi-gigabyte download), the device only if no job holds it, and
+    out of memory as a ResourceError."""
+
+    def __init__(self, engine: Any, task: str) -> None:
+        self._engine, self.task = engine, task
+        self.spec = engine.task(task)
+
+    def options(self, **given: Any) -> Options:
+        """The task's options with these values (None: the default), coerced and checked as a run would."""
+        return self.spec.parse_options({k: v for k, v in given.items() if v is not None})
+
+    def checkpoint(self, name: str) -> Path:
+        status = self._engine.hub.status(name)
+        if not status.cached:
+            raise PreviewUnavailable(f"This preview appears once the models are downloaded ({name}): run once or "
+                                     "use the Models tab.")
+        return status.path
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the one-job device slot while the preview computes (never waits for a running job)."""
+        from engine import runtime
+
+        if not runtime.GPU_LOCK.acquire(blocking=False):
+            raise PreviewUnavailable("A job is running; the preview updates after it finishes and you edit again.")
+        try:
+            with runtime.out_of_memory_as_resource_error(self._engine.models):
+                yield
+        finally:
+            runtime.GPU_LOCK.release()
+
+    @contextlib.contextmanager
+    def pipeline(self) -> Iterator[Any]:
+        """The task's pipeline on cached checkpoints, holding the device slot."""
+        for name in self.spec.checkpoints:
+            self.checkpoint(name)
+        with self.exclusive():
+            yield self._engine.pipeline(self.task)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Device and dtype choice, the model cache, the one-GPU-job lock, and out-of-memory handling."""
+"""Device and dtype choice, the network cache, the one-GPU-job lock, and out-of-memory handling."""
 from __future__ import annotations
 
 import contextlib
@@ -6,12 +6,13 @@ import gc
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable, Iterator
+from typing import Any, Callable, Hashable, Iterable, Iterator, TypeVar
 
 import torch
 
 from engine.errors import InputError, ResourceError
 
+M = TypeVar("M")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -53,7 +54,7 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 
 def modules_of(obj: Any) -> list[torch.nn.Module]:
-    """nn.Modules held by a pipeline: itself, its module attributes, and modules inside dict attributes."""
+    """nn.Modules held by an object: itself, its module attributes, and modules inside dict attributes."""
     if isinstance(obj, torch.nn.Module):
         return [obj]
     found: list[torch.nn.Module] = []
@@ -65,13 +66,14 @@ def modules_of(obj: Any) -> list[torch.nn.Module]:
     return found
 
 
-def model_bytes(obj: Any) -> int:
-    """Bytes held by the parameters and buffers of a pipeline's modules (shared tensors counted once)."""
+def model_bytes(obj: Any, device: torch.device | None = None) -> int:
+    """Bytes held by the parameters and buffers of an object's modules (shared tensors counted once); with `device`,
+    only those that are on that kind of device now (an offloaded network's host copy costs the GPU nothing)."""
     seen: set[int] = set()
     total = 0
     for module in modules_of(obj):
         for tensor in [*module.parameters(), *module.buffers()]:
-            if id(tensor) not in seen:
+            if id(tensor) not in seen and (device is None or tensor.device.type == device.type):
                 seen.add(id(tensor))
                 total += tensor.numel() * tensor.element_size()
     return total
@@ -86,27 +88,43 @@ def default_budget(device: torch.device) -> int:
     return int(psutil.virtual_memory().available * 0.6)
 
 
-@dataclass
-class _Entry:
-    value: Any
-    size: int
+@dataclass(frozen=True)
+class NetworkKey:
+    """What makes two loaded networks the same: the weights' folder (checkpoint snapshot and subfolder, or the file),
+    the class built from them, and the dtype and device they were loaded to."""
+
+    source: str
+    kind: str
+    dtype: str
+    device: str
+
+    @classmethod
+    def of(cls, source: Any, kind: type, device: Any, dtype: torch.dtype) -> "NetworkKey":
+        return cls(str(source), f"{kind.__module__}.{kind.__qualname__}", str(dtype), str(torch.device(device)))
 
 
 class ModelCache:
-    """Keeps built pipelines by key while a byte budget allows; evicts the least recently used.
+    """Keeps loaded networks by key while a byte budget allows; evicts the least recently used.
 
-    Thread-safe: concurrent `get` calls for the same key build it once (others wait); different keys build in
-    parallel only if the caller allows it (the engine serialises GPU work with its own lock anyway).
+    Networks are the unit: pipelines are cheap views built per job over the networks they get from here, so two
+    tasks that use the same checkpoint share one copy. Each entry is sized by `sizer` when room is needed (by
+    default the bytes it holds on the cache's device, so offloaded host copies do not count). Networks got inside
+    `pinned()` are not evicted until it ends (the running job needs them all).
+
+    Thread-safe: concurrent `get` calls for the same key build it once (others wait).
     """
 
     def __init__(self, budget_bytes: int, on_evict: Callable[[Hashable, Any], None] | None = None,
-                 sizer: Callable[[Any], int] = model_bytes) -> None:
+                 sizer: Callable[[Any], int] | None = None, device: torch.device | str = "cpu") -> None:
         self.budget = budget_bytes
-        self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
-        self._lock = threading.Lock()
+        self.device = torch.device(device)
+        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.RLock()
         self._building: dict[Hashable, threading.Lock] = {}
         self._on_evict = on_evict
-        self._sizer = sizer
+        self._sizer = sizer or (lambda value: model_bytes(value, self.device))
+        self._pinned: list[set[Hashable]] = []
+        self.builds: dict[Hashable, int] = {}  # how often each key was built (a rebuild follows an eviction)
 
     def __contains__(self, key: Hashable) -> bool:
         with self._lock:
@@ -119,43 +137,80 @@ class ModelCache:
     @property
     def used(self) -> int:
         with self._lock:
-            return sum(e.size for e in self._entries.values())
+            return sum(self._sizer(value) for value in self._entries.values())
+
+    @contextlib.contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Networks got inside this block stay until it ends, whatever the budget says."""
+        keys: set[Hashable] = set()
+        with self._lock:
+            self._pinned.append(keys)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._pinned.remove(keys)
 
     def get(self, key: Hashable, build: Callable[[], Any]) -> Any:
         with self._lock:
+            self._pin(key)
             if key in self._entries:
                 self._entries.move_to_end(key)
-                return self._entries[key].value
+                return self._entries[key]
             key_lock = self._building.setdefault(key, threading.Lock())
         with key_lock:
             with self._lock:
                 if key in self._entries:  # built by another thread while we waited
                     self._entries.move_to_end(key)
-                    return self._entries[key].value
+                    return self._entries[key]
             value = build()
-            size = self._sizer(value)
             with self._lock:
-                self._make_room(size, keep=key)
-                self._entries[key] = _Entry(value, size)
+                self.make_room(self._sizer(value))
+                self._entries[key] = value
+                self.builds[key] = self.builds.get(key, 0) + 1
                 self._building.pop(key, None)
             return value
 
-    def _make_room(self, incoming: int, keep: Hashable) -> None:
-        while self._entries and sum(e.size for e in self._entries.values()) + incoming > self.budget:
-            old_key, entry = self._entries.popitem(last=False)
-            if self._on_evict:
-                self._on_evict(old_key, entry.value)
-        gc.collect()
-        empty_device_caches()
+    def _pin(self, key: Hashable) -> None:
+        if self._pinned:
+            self._pinned[-1].add(key)
+
+    def make_room(self, incoming: int, keep: Iterable[Any] = ()) -> None:
+        """Evict least recently used, unpinned networks (never those in `keep`) until `incoming` more bytes fit.
+        Offload calls this before each stage brings its networks to the device."""
+        keep_ids = {id(value) for value in keep}
+        with self._lock:
+            pinned = set().union(*self._pinned) if self._pinned else set()
+            sizes = {key: self._sizer(value) for key, value in self._entries.items()}
+            total = sum(sizes.values())
+            evicted = False
+            for key in list(self._entries):
+                if total + incoming <= self.budget:
+                    break
+                if key in pinned or id(self._entries[key]) in keep_ids or not sizes[key]:
+                    continue
+                value = self._entries.pop(key)
+                total -= sizes[key]
+                evicted = True
+                if self._on_evict:
+                    self._on_evict(key, value)
+        if evicted:
+            gc.collect()
+            empty_device_caches()
 
     def clear(self) -> None:
         with self._lock:
             while self._entries:
-                old_key, entry = self._entries.popitem(last=False)
+                old_key, value = self._entries.popitem(last=False)
                 if self._on_evict:
-                    self._on_evict(old_key, entry.value)
+                    self._on_evict(old_key, value)
         gc.collect()
         empty_device_caches()
+
+
+def cached_network(cache: ModelCache | None, key: NetworkKey, build: Callable[[], M]) -> M:
+    """`build()` through the cache when there is one (the engine's), else directly (tests, benchmarks)."""
+    return cache.get(key, build) if cache is not None else build()
 
 
 def empty_device_caches() -> None:
@@ -181,5 +236,5 @@ def out_of_memory_as_resource_error(cache: ModelCache | None = None) -> Iterator
         empty_device_caches()
         raise ResourceError(
             "The device ran out of memory. Try a smaller output size or fewer frames, start the app with "
-            "--offload model (or sequential), or use --dtype fp16/bf16 on a GPU. Cached models were freed; "
+            "--offload model, or use --dtype fp16/bf16 on a GPU. Cached models were freed; "
             "you can retry now.") from exc

@@ -24,7 +24,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
                        help="where models run (default: auto = CUDA, then MPS, then CPU)")
     group.add_argument("--dtype", default=env("dtype", "auto"), choices=["auto", "bf16", "fp16", "fp32"],
                        help="weights/activations precision (auto: bf16 on recent CUDA GPUs else fp16; fp32 on CPU)")
-    group.add_argument("--offload", default=env("offload", "none"), choices=["none", "model", "sequential"],
+    group.add_argument("--offload", default=env("offload", "none"), choices=["none", "model"],
                        help="keep models in CPU memory and move them to the GPU only while used (saves GPU memory)")
     group.add_argument("--cache-dir", default=env("cache_dir"), type=Path,
                        help="Hugging Face Hub cache folder for checkpoints (default: HF_HUB_CACHE or ~/.cache/huggingface/hub)")

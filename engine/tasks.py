@@ -1,24 +1,28 @@
-"""Task specifications: one definition of each task's inputs and options, shared by the CLI, the tabs and the configs.
+"""Tasks by convention: each package `engine/pipelines/<task>/` is one task, found by discovery.
 
-A task module (engine/pipelines/<task>/task.py) exposes `TASK = TaskSpec(...)`. It must stay light to import (no torch
-at module level) so that `python -m engine list` and the app start fast; heavy code is named by "module:attr" strings.
+A task package holds modules with fixed roles (`ROLES`):
+- `spec.py`: `SPEC = TaskSpec(...)`, the task's inputs and options (light: no torch at import, so the CLI and the app
+  start fast). The option list is the one place where user-facing defaults and ranges live.
+- `job.py`: `validate(inputs, options) -> prepared` (reads and checks the files, no model loads) and
+  `execute(ctx) -> {name: path}`; optionally `PREVIEWS`, the quick helpers a tab calls through `Engine.preview`.
+- `pipeline.py`: `PIPELINE`, a `engine.pipelines.base.Pipeline` subclass.
+- `bench.py`: `bench(harness, size, **settings)` and its `SETTINGS` defaults (see engine/bench.py).
+- `tiny.py`: `write_tiny_checkpoints(folders, seed)`, tiny random checkpoints in the published layout (tests only;
+  no production module imports it).
 """
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
-
-import yaml
+import pkgutil
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, Iterator, Mapping
 
 from engine.errors import InputError
-from engine.hub import CONFIG_DIR
 
-TASK_MODULES = (
-    "engine.pipelines.dance.task",
-    "engine.pipelines.motion.task",
-    "engine.pipelines.pose.task",
-)
+TASKS_PACKAGE = "engine.pipelines"
+ROLES = ("spec", "job", "pipeline", "bench", "tiny")
+MAX_SEED = 2**32 - 1  # numpy's seed range; torch takes it too
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,10 @@ class Option:
     step: float | None = None
     advanced: bool = False
     label: str = ""
+
+    @classmethod
+    def seed(cls, default: int, help: str = "random seed (-1: a new random seed, recorded in settings.json)") -> "Option":
+        return cls("seed", "int", default, help, minimum=-1, maximum=MAX_SEED)
 
     @property
     def flag(self) -> str:
@@ -56,10 +64,10 @@ class Option:
             elif self.kind == "float":
                 value = float(value)
             elif self.kind == "bool":
-                value = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+                value = value if isinstance(value, bool) else _truth(value)
             else:
                 value = str(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise InputError(f"Option {self.name} must be {self.kind}, got {value!r}.") from None
         if self.choices and value not in self.choices:
             raise InputError(f"Option {self.name} must be one of {', '.join(map(str, self.choices))}; got {value!r}.")
@@ -68,6 +76,52 @@ class Option:
         if self.maximum is not None and value > self.maximum:
             raise InputError(f"Option {self.name} must be at most {self.maximum}; got {value}.")
         return value
+
+
+def _truth(value: Any) -> bool:
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
+
+
+class Options(Mapping[str, Any]):
+    """A task's options after parsing: every option present, typed and in range. Read as `opts.size` or
+    `opts["size"]`; the job and the pipeline share this one object (nothing parses options twice)."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "_values", dict(values))
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return object.__getattribute__(self, "_values")[name]
+        except KeyError:
+            raise AttributeError(f"no option {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Options are read-only; use replace()")
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Options({self._values!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Options, (self._values,)
+
+    def replace(self, **changes: Any) -> "Options":
+        return Options({**self._values, **changes})
 
 
 @dataclass(frozen=True)
@@ -88,17 +142,15 @@ class Input:
 
 @dataclass(frozen=True)
 class TaskSpec:
+    """What a task takes and needs. `name` is its package's name; `order` places its tab."""
+
     name: str
     title: str
     description: str
     checkpoints: tuple[str, ...]
     inputs: tuple[Input, ...]
     options: tuple[Option, ...]
-    pipeline: str
-    validate: str
-    execute: str
-    bench: str
-    tiny_checkpoints: str
+    order: int = 100
     optional_checkpoints: tuple[str, ...] = field(default=())
 
     @property
@@ -108,36 +160,42 @@ class TaskSpec:
     def option(self, name: str) -> Option:
         return next(o for o in self.options if o.name == name)
 
-    def resolve_options(self, given: Mapping[str, Any] | None) -> dict[str, Any]:
+    def parse_options(self, given: Mapping[str, Any] | None = None) -> Options:
         """Every option's value: given ones coerced and checked, the rest from defaults. Unknown names are errors."""
         given = dict(given or {})
         unknown = set(given) - {o.name for o in self.options}
         if unknown:
             raise InputError(f"Unknown option(s) for {self.name}: {', '.join(sorted(unknown))}. "
                              f"Known: {', '.join(o.name for o in self.options)}.")
-        return {o.name: o.coerce(given.get(o.name)) for o in self.options}
+        return Options({o.name: o.coerce(given.get(o.name)) for o in self.options})
+
+    # ----- the package's roles, imported on first use -------------------------------------------------
+    def module(self, role: str) -> ModuleType:
+        if role not in ROLES:
+            raise ValueError(f"unknown task role {role!r}; roles are {ROLES}")
+        return importlib.import_module(f"{TASKS_PACKAGE}.{self.name}.{role}")
+
+    @property
+    def job(self) -> ModuleType:
+        return self.module("job")
+
+    @property
+    def pipeline_class(self) -> Any:
+        return self.module("pipeline").PIPELINE
+
+    def previews(self) -> Mapping[str, Any]:
+        return getattr(self.job, "PREVIEWS", {})
 
 
-def load_attr(target: str) -> Any:
-    """'package.module:attribute' -> the attribute (imports the module on demand)."""
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
-def _with_config_defaults(spec: TaskSpec) -> TaskSpec:
-    """configs/<task>.yaml may override option defaults (read by CLI and tabs alike)."""
-    path = CONFIG_DIR / f"{spec.name}.yaml"
-    if not path.is_file():
-        return spec
-    defaults = (yaml.safe_load(path.read_text()) or {}).get("defaults", {})
-    unknown = set(defaults) - {o.name for o in spec.options}
-    if unknown:
-        raise ValueError(f"{path} sets unknown options: {', '.join(sorted(unknown))}")
-    options = tuple(replace(o, default=o.coerce(defaults[o.name])) if o.name in defaults else o for o in spec.options)
-    return replace(spec, options=options)
-
-
-def load_tasks() -> dict[str, TaskSpec]:
-    specs = [_with_config_defaults(load_attr(f"{module}:TASK")) for module in TASK_MODULES]
-    return {spec.name: spec for spec in specs}
-
+def discover_tasks(package: str = TASKS_PACKAGE) -> dict[str, TaskSpec]:
+    """Every task package under `package` (each with a spec.py), in tab order."""
+    root = importlib.import_module(package)
+    specs = []
+    for info in pkgutil.iter_modules(root.__path__):
+        if not info.ispkg:
+            continue
+        spec = importlib.import_module(f"{package}.{info.name}.spec").SPEC
+        if spec.name != info.name:
+            raise ValueError(f"{package}.{info.name}.spec names its task {spec.name!r}; it must be {info.name!r}")
+        specs.append(spec)
+    return {spec.name: spec for spec in sorted(specs, key=lambda s: (s.order, s.name))}

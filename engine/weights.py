@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from engine.errors import CheckpointError
+from engine.runtime import ModelCache, NetworkKey, cached_network
 
 M = TypeVar("M", bound=nn.Module)
 DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
@@ -90,15 +91,26 @@ def frozen_on(model: M, device: Any, dtype: torch.dtype) -> M:
 
 
 def load_diffusers_model(cls: Any, folder: Path, device: Any, dtype: torch.dtype,
-                         stem: str = "diffusion_pytorch_model") -> Any:
-    """A diffusers model from `folder/config.json` + its safetensors, built without allocating, loaded strictly."""
-    config = read_json(folder / "config.json")
-    model = build_on_meta(lambda: cls.from_config(config))
-    return assign_strict(model, read_state(weight_files(folder, stem, dtype)), str(folder), device, dtype)
+                         stem: str = "diffusion_pytorch_model", networks: ModelCache | None = None) -> Any:
+    """A diffusers model from `folder/config.json` + its safetensors, built without allocating, loaded strictly
+    (once per folder, class, dtype and device when the engine's network cache is given)."""
+    def build() -> Any:
+        config = read_json(folder / "config.json")
+        model = build_on_meta(lambda: cls.from_config(config))
+        return assign_strict(model, read_state(weight_files(folder, stem, dtype)), str(folder), device, dtype)
+
+    return cached_network(networks, NetworkKey.of(folder / stem, cls, device, dtype), build)
 
 
-def load_clip_vision(folder: Path, device: Any, dtype: torch.dtype) -> nn.Module:
+def load_clip_vision(folder: Path, device: Any, dtype: torch.dtype, networks: ModelCache | None = None) -> nn.Module:
     """CLIPVisionModelWithProjection from a transformers folder, strictly."""
+    from transformers import CLIPVisionModelWithProjection
+
+    return cached_network(networks, NetworkKey.of(folder, CLIPVisionModelWithProjection, device, dtype),
+                          lambda: _build_clip_vision(folder, device, dtype))
+
+
+def _build_clip_vision(folder: Path, device: Any, dtype: torch.dtype) -> nn.Module:
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     config = CLIPVisionConfig.from_dict(read_json(folder / "config.json"))

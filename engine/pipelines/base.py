@@ -7,9 +7,11 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from engine.errors import JobCancelled
+from engine.errors import InputError, JobCancelled
+from engine.tasks import Options
 
 Progress = Callable[[float, str], None]
+OFFLOAD_MODES = ("none", "model")
 
 
 def no_progress(fraction: float, message: str) -> None:
@@ -70,18 +72,40 @@ class CancelToken:
 
 
 class Pipeline(ABC):
-    """A plain class: built once from local checkpoint folders, then called per job.
+    """A plain class: a cheap view over loaded networks, built per job and called once or more.
 
-    `paths` maps each checkpoint name of the task (as in configs/models.yaml) to the local
-    snapshot folder that holds its files.
+    `paths` maps each checkpoint name of the task (as in configs/models.yaml) to the local snapshot folder that holds
+    its files. `networks` is the engine's network cache: loading through it shares one copy of a network between
+    tasks (tests and benchmarks leave it out and build directly). `offload` is "none" or "model".
     """
+
+    device: Any
+    dtype: Any
+    offload: Any  # engine.offload.ModelOffload
 
     @classmethod
     @abstractmethod
-    def load(cls, paths: Mapping[str, Path], device: Any, dtype: Any) -> "Pipeline":
+    def load(cls, paths: Mapping[str, Path], device: Any, dtype: Any, offload: str = "none",
+             networks: Any = None) -> "Pipeline":
         """Build the networks and load the published weights strictly."""
 
     @abstractmethod
-    def __call__(self, inputs: Mapping[str, Any], options: Mapping[str, Any],
+    def networks(self) -> dict[str, Any]:
+        """Every network the pipeline runs, by name (offload stages them; the contract test checks each runs)."""
+
+    @classmethod
+    def check_options(cls, options: Options) -> None:
+        """Model invariants the option ranges cannot express (a multiple of 64, overlap < context): InputError."""
+
+    @abstractmethod
+    def __call__(self, inputs: Mapping[str, Any], options: Options,
                  progress: Progress = no_progress, cancel: CancelToken | None = None) -> Any:
-        """Run one job on validated inputs."""
+        """Run one job on validated inputs and parsed options."""
+
+    def with_offload(self, mode: str, networks: Any = None) -> "Pipeline":
+        """mode "model": networks stay in host memory and visit the device for their stage only."""
+        if mode not in OFFLOAD_MODES:
+            raise InputError(f"Unknown offload mode '{mode}'. Use {' or '.join(OFFLOAD_MODES)}.")
+        if mode == "model":
+            self.offload.enable(self.networks().values(), room=networks.make_room if networks is not None else None)
+        return self

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from engine.pipelines.dance.pipeline import DancePipeline
-from engine.pipelines.dance.tiny import write_tiny_checkpoints
+from engine.pipelines.dance.tiny import write_conr
 
 SIZE = 128  # tiny working size (a multiple of 128)
 
@@ -17,7 +17,7 @@ SIZE = 128  # tiny working size (a multiple of 128)
 @pytest.fixture(scope="session")
 def tiny_space(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("conr_space")
-    write_tiny_checkpoints(folder, seed=0)
+    write_conr(folder, seed=0)
     return folder
 
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from engine.errors import InputError
-from engine.pipelines.motion import flows
+from engine.models.mofa import flows
 
 
 def test_sparse_hints_hold_truncated_displacements_at_the_start_pixel():

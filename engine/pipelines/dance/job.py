@@ -10,8 +10,9 @@ import numpy as np
 
 from engine import media
 from engine.errors import InputError
-from engine.jobs import JobContext
-from engine.pipelines.dance.cutout import MODEL_FILE, AnimeCutout, needs_cutout, write_tiny_model
+from engine.jobs import JobContext, PreviewContext
+from engine.tasks import Options
+from engine.pipelines.dance.cutout import MODEL_FILE, AnimeCutout, needs_cutout
 from engine.pipelines.dance.udp import IMAGE_EXTENSIONS, UDP_EXTENSIONS, open_pose_sequence
 
 MAX_SHEETS = 8
@@ -71,15 +72,18 @@ def _read_sheets(sheets: list[Path], masks: list[Path]) -> list[np.ndarray]:
     return images
 
 
-def validate(inputs: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+def validate(inputs: dict[str, Any], options: Options) -> dict[str, Any]:
     """Read the sheets and check every input and option. Nothing heavy happens here."""
+    from engine.pipelines.dance.pipeline import DancePipeline
+
+    DancePipeline.check_options(options)
     sheets = [Path(p) for p in inputs.get("sheets") or []]
     images = _read_sheets(sheets, [Path(p) for p in inputs.get("masks") or []])
     cut = [needs_cutout(img) for img in images]
     for path, image, needed in zip(sheets, images, cut):
         if not needed:
             _check_sheet(path, image)
-    if any(cut) and not options["cutout"]:
+    if any(cut) and not options.cutout:
         names = ", ".join(p.name for p, c in zip(sheets, cut) if c)
         raise InputError(f"{names}: no transparent area. Turn on automatic cut-out, upload masks, or save the "
                          f"sheets as PNGs with a transparent background.")
@@ -88,8 +92,8 @@ def validate(inputs: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
     if poses and Path(poses).suffix.lower() in VIDEO_EXTENSIONS:
         media.video_info(poses)
     elif poses:  # opening reads every frame header: bad frames fail now, before any model loads
-        _check_range(options, open_pose_sequence(Path(poses), pose_mode), pose_mode)
-    background = options["background"].strip()
+        _check_range(options, open_pose_sequence(Path(poses), pose_mode))
+    background = options.background.strip()
     if background == "image":
         if not inputs.get("background_image"):
             raise InputError("background is 'image' but no background image was given.")
@@ -104,18 +108,13 @@ def validate(inputs: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
             "poses": Path(poses) if poses else None, "pose_mode": pose_mode, "backdrop": backdrop}
 
 
-def pipeline_options(options: Mapping[str, Any], pose_mode: str) -> dict[str, Any]:
-    """The task's options as DancePipeline reads them (frame_end -1 means 'to the end')."""
-    return dict(options, pose_mode=pose_mode, frame_end=None if options["frame_end"] < 0 else options["frame_end"])
-
-
-def _check_range(options: Mapping[str, Any], poses: Any, pose_mode: str) -> int:
+def _check_range(options: Options, poses: Any) -> int:
     """Frames the job will render; InputError for an empty sequence or range."""
-    from engine.pipelines.dance.pipeline import frame_count
+    from engine.pipelines.dance.pipeline import frame_range
 
     if len(poses) == 0:
         raise InputError("The pose sequence has zero frames.")
-    return frame_count(poses, pipeline_options(options, pose_mode))
+    return len(frame_range(options, len(poses)))
 
 
 def _pose_source(ctx: JobContext) -> Any:
@@ -130,7 +129,7 @@ def _pose_source(ctx: JobContext) -> Any:
             raise InputError(f"'{path.name}' contains no video frames.")
         path = frames_dir
     poses = open_pose_sequence(path, mode)
-    _check_range(ctx.options, poses, mode)
+    _check_range(ctx.options, poses)
     return poses
 
 
@@ -151,9 +150,9 @@ def _cut_out(ctx: JobContext) -> list[np.ndarray]:
 def execute(ctx: JobContext) -> dict[str, Path]:
     sheets = _cut_out(ctx)
     poses = _pose_source(ctx)
-    total = _check_range(ctx.options, poses, ctx.inputs["pose_mode"])
+    total = _check_range(ctx.options, poses)
     pipeline = ctx.pipeline()
-    frames = pipeline({"sheets": sheets, "poses": poses}, pipeline_options(ctx.options, ctx.inputs["pose_mode"]),
+    frames = pipeline({"sheets": sheets, "poses": poses, "pose_mode": ctx.inputs["pose_mode"]}, ctx.options,
                       ctx.progress, ctx.cancel)
     preview_at = set(np.linspace(0, total - 1, min(PREVIEW_FRAMES, total)).round().astype(int).tolist())
     preview_dir = ctx.path("preview")
@@ -167,7 +166,7 @@ def execute(ctx: JobContext) -> dict[str, Path]:
             yield frame
 
     outputs: dict[str, Path] = {}
-    fmt, fps = ctx.options["format"], ctx.options["fps"]
+    fmt, fps = ctx.options.format, ctx.options.fps
     if fmt == "mp4":
         outputs["video"] = ctx.path("result.mp4")
         media.write_mp4(outputs["video"], (media.composite(f, backdrop) for f in with_previews()), fps)
@@ -195,18 +194,15 @@ def _straight(frame: np.ndarray, backdrop: Any) -> np.ndarray:
     return np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
 
 
-def cutout_previews(engine: Any, sheets: list[Path]) -> list[np.ndarray]:
+def preview_cutout(ctx: PreviewContext, sheets: list[str | Path]) -> list[np.ndarray]:
     """What automatic cut-out makes of each sheet (sheets that already have transparency are returned as they are)."""
-    images = _read_sheets(sheets, [])
+    images = _read_sheets([Path(p) for p in sheets or []], [])
     if not any(needs_cutout(img) for img in images):
         return images
-    cutter = AnimeCutout(engine.checkpoint("anime_seg") / MODEL_FILE)
-    return [cutter(img) if needs_cutout(img) else img for img in images]
+    model = ctx.checkpoint("anime_seg") / MODEL_FILE
+    with ctx.exclusive():
+        cutter = AnimeCutout(model)
+        return [cutter(img) if needs_cutout(img) else img for img in images]
 
 
-def write_tiny_checkpoints(folders: Mapping[str, Path], seed: int = 0) -> None:
-    """Tiny CoNR files in the nev/CoNR Space layout, and a tiny cut-out model in the anime-seg layout."""
-    from engine.pipelines.dance.tiny import write_tiny_checkpoints as write_conr
-
-    write_conr(folders["conr"], seed=seed)
-    write_tiny_model(folders["anime_seg"] / MODEL_FILE)
+PREVIEWS = {"cutout": preview_cutout}

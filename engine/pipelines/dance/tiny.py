@@ -4,12 +4,14 @@ from __future__ import annotations
 import io
 import zipfile
 from pathlib import Path
+from typing import Mapping
 
 import cv2
 import numpy as np
 import torch
 from PIL import Image
 
+from engine.pipelines.dance.cutout import MODEL_FILE
 from engine.pipelines.dance.networks import DanceNetConfig, build_networks
 
 TINY_POSE_FRAMES = 12
@@ -17,7 +19,13 @@ TINY_POSE_SIZE = (128, 96)  # height, width: not square, so height/width mix-ups
 TINY_SHEETS = 4
 
 
-def write_tiny_checkpoints(folder: Path, seed: int = 0) -> None:
+def write_tiny_checkpoints(folders: Mapping[str, Path], seed: int = 0) -> None:
+    """Tiny CoNR files in the nev/CoNR Space layout, and a tiny cut-out model in the anime-seg layout."""
+    write_conr(folders["conr"], seed=seed)
+    write_tiny_cutout(Path(folders["anime_seg"]) / MODEL_FILE)
+
+
+def write_conr(folder: Path, seed: int = 0) -> None:
     """Write weights/*.pth (tiny config), poses_template.zip and character_sheet_ponytail_example/*.png."""
     folder = Path(folder)
     (folder / "weights").mkdir(parents=True, exist_ok=True)
@@ -84,3 +92,30 @@ def synthetic_sheet(view: int, size: tuple[int, int] = (160, 120)) -> np.ndarray
     cv2.ellipse(image, (cx, int(0.17 * h)), (int(0.16 * h), int(0.08 * h)), 0, 180, 360, hair, -1)
     image[..., 3] = cv2.GaussianBlur(image[..., 3], (3, 3), 0)  # soft, partly transparent edges
     return image
+
+
+def write_tiny_cutout(path: Path) -> None:
+    """A tiny ONNX graph with the model's interface (1x3xHxW -> 1x1xHxW): alpha = sigmoid(8 * (mean(rgb) - 0.2)).
+
+    rembg subtracts the ImageNet mean before the graph, so bright pixels come out as foreground. Tests only.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("ReduceMean", ["img", "axes"], ["mean"], keepdims=1),
+        helper.make_node("Sub", ["mean", "shift"], ["centred"]),
+        helper.make_node("Mul", ["centred", "gain"], ["logits"]),
+        helper.make_node("Sigmoid", ["logits"], ["mask"]),
+    ]
+    inits = [
+        helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("shift", TensorProto.FLOAT, [], [0.2]),
+        helper.make_tensor("gain", TensorProto.FLOAT, [], [8.0]),
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny_isnet", [helper.make_tensor_value_info("img", TensorProto.FLOAT, [1, 3, "h", "w"])],
+        [helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 1, "h", "w"])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.save(model, str(path))

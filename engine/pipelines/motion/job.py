@@ -14,21 +14,24 @@ from typing import Any, Mapping
 import numpy as np
 
 from engine import media
-from engine.errors import InputError
-from engine.jobs import JobContext
+from engine.errors import InputError, PreviewUnavailable
+from engine.jobs import JobContext, PreviewContext
+from engine.tasks import Options
 
-TASK = "motion"
 EXAMPLE = "[[[120, 200], [180, 190], [240, 200]], [[400, 300], [400, 240]]]"
 
 
 # ---------------------------------------------------------------------------------------------------- trajectories
 
 def parse_trajectories(value: Any, source: str = "trajectories") -> list[list[list[float]]]:
-    """A traj.json path, JSON text or an already-parsed list -> list of trajectories of [x, y] floats.
+    """A traj.json path, JSON text (a string starting with '[') or an already-parsed list -> list of trajectories
+    of [x, y] floats.
 
     Only the structure is checked here; point counts and positions are checked against the picture by
     `check_trajectories`.
     """
+    if isinstance(value, str) and not value.lstrip().startswith(("[", "{")):
+        value = Path(value)
     if isinstance(value, Path):
         if not value.is_file():
             raise InputError(f"Trajectory file '{value.name}' does not exist. Give a JSON file such as {EXAMPLE}.")
@@ -57,7 +60,7 @@ def _is_point(point: Any) -> bool:
 
 def check_trajectories(tracks: list[list[list[float]]], image: np.ndarray, size: int) -> None:
     """At least one trajectory; each with >= 2 points inside the picture and inside the part the model sees."""
-    from engine.pipelines.motion import flows
+    from engine.models.mofa import flows
 
     height, width = image.shape[:2]
     flows.validate_trajectories(tracks, width, height)
@@ -94,39 +97,31 @@ def read_brush(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------------- job
 
-def _pipeline_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    from engine.pipelines.motion.pipeline import MotionOptions
-
-    return {name: options[name] for name in MotionOptions.__dataclass_fields__ if name in options}
-
-
-def validate(inputs: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+def validate(inputs: dict[str, Any], options: Options) -> dict[str, Any]:
     """Read the picture, trajectories and brush and check them and the options. No model is touched."""
-    from engine.pipelines.motion.pipeline import MotionOptions
+    from engine.pipelines.motion.pipeline import MotionPipeline
 
-    MotionOptions.parse(_pipeline_options(options))
+    MotionPipeline.check_options(options)
     if not inputs.get("image"):
         raise InputError("No picture given. Upload an image (CLI: --image PATH).")
     image = media.read_image(inputs["image"], keep_alpha=False)
     if inputs.get("trajectories") is None:
         raise InputError(f"No trajectories given. Draw them on the picture (CLI: --trajectories traj.json holding "
                          f"e.g. {EXAMPLE}).")
-    raw = inputs["trajectories"]
-    tracks = parse_trajectories(Path(raw) if isinstance(raw, str) else raw)
-    check_trajectories(tracks, image, options["size"])
+    tracks = parse_trajectories(inputs["trajectories"])
+    check_trajectories(tracks, image, options.size)
     brush = read_brush(inputs["brush"], image.shape[:2]) if inputs.get("brush") else None
     return {"image": image, "trajectories": tracks, "brush": brush}
 
 
 def execute(ctx: JobContext) -> dict[str, Path]:
-    pipeline = ctx.pipeline()
-    out = pipeline(ctx.inputs, _pipeline_options(ctx.options), ctx.progress, ctx.cancel)
-    fps = ctx.options["fps"]
+    out = ctx.pipeline()(ctx.inputs, ctx.options, ctx.progress, ctx.cancel)
+    fps = ctx.options.fps
     outputs = {"video": ctx.path("result.mp4"), "flow": ctx.path("flow.mp4"), "hint": ctx.path("hint.png"),
                "trajectories": ctx.path("trajectories.json")}
-    media.write_mp4(outputs["video"], media.to_uint8(out["frames"]), fps)
-    media.write_mp4(outputs["flow"], out["flow_frames"], fps)
-    media.write_png(outputs["hint"], out["hint"])
+    media.write_mp4(outputs["video"], media.to_uint8(out.frames), fps)
+    media.write_mp4(outputs["flow"], out.flow_frames, fps)
+    media.write_png(outputs["hint"], out.hint)
     # The drawings as used, so the run can be repeated: --trajectories trajectories.json [--brush brush.png].
     outputs["trajectories"].write_text(json.dumps(ctx.inputs["trajectories"]))
     if ctx.inputs["brush"] is not None:
@@ -134,37 +129,23 @@ def execute(ctx: JobContext) -> dict[str, Path]:
     return outputs
 
 
-# ---------------------------------------------------------------------------------------------------- live preview
+# ---------------------------------------------------------------------------------------------------- previews
 
-def preview(engine: Any, image: np.ndarray, trajectories: list, brush: np.ndarray | None = None,
-            size: int = 512) -> tuple[np.ndarray | None, str]:
-    """The dense motion field CMP makes of the drawings (colour-coded, last frame), before any diffusion runs.
-
-    Returns (picture, "") or (None, why not): no finished trajectory yet, checkpoints not downloaded (a preview never
-    starts a multi-gigabyte download), or the GPU busy with a job. Bad drawings raise InputError.
-    """
-    from engine import runtime
-
+def preview_motion_field(ctx: PreviewContext, image: np.ndarray, trajectories: Any,
+                         brush: np.ndarray | None = None, size: int | None = None) -> np.ndarray:
+    """The dense motion field CMP makes of the drawings (colour-coded, last frame), before any diffusion runs."""
     finished = [t for t in parse_trajectories(trajectories) if len(t) >= 2]
     if not finished:
-        return None, "Click at least two points to see the motion field."
+        raise PreviewUnavailable("Click at least two points to see the motion field.")
+    size = ctx.options(size=size).size
     check_trajectories(finished, image, size)
-    spec = engine.task(TASK)
-    missing = [name for name in spec.checkpoints if not engine.hub.status(name).cached]
-    if missing:
-        return None, (f"The motion-field preview appears once the models are downloaded ({', '.join(missing)}): "
-                      "run once or use the Models tab.")
-    if not runtime.GPU_LOCK.acquire(blocking=False):
-        return None, "A job is running; the preview updates after it finishes and you edit again."
-    try:
-        with runtime.out_of_memory_as_resource_error(engine.models):
-            return engine.pipeline(TASK).preview_flow(image, finished, brush, size), ""
-    finally:
-        runtime.GPU_LOCK.release()
+    with ctx.pipeline() as pipeline:
+        return pipeline.preview_flow(image, finished, brush, size)
 
 
-def write_tiny_checkpoints(folders: Mapping[str, Path], seed: int = 0) -> None:
-    """Tiny SVD-XT-1.1 and MOFA-Video-Traj folders in the published layouts."""
-    from engine.pipelines.motion.tiny import write_tiny_checkpoints as write_motion
+def preview_trajectories(ctx: PreviewContext, text: Any) -> list[list[list[float]]]:
+    """Trajectories typed or pasted as JSON, parsed and checked for structure (the tab redraws them)."""
+    return parse_trajectories(text, "Trajectories (JSON)")
 
-    write_motion(dict(folders), seed=seed)
+
+PREVIEWS = {"motion_field": preview_motion_field, "trajectories": preview_trajectories}

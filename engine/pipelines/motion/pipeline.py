@@ -32,6 +32,8 @@ from torch import nn
 from engine.errors import CheckpointError, InputError
 from engine.offload import ModelOffload
 from engine.pipelines.base import CancelToken, Pipeline, Progress, no_progress
+from engine.runtime import ModelCache, NetworkKey, cached_network
+from engine.tasks import Options
 
 from engine.models.mofa import flows
 from engine.models.mofa.cmp import CMP, load_cmp
@@ -51,38 +53,10 @@ OPENAI_CLIP_STATS = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.2613025
 
 
 @dataclass(frozen=True)
-class MotionOptions:
-    """Validated job options; defaults are the Traj demo's."""
-
-    scale: float = 0.6
-    seed: int = 42
-    frames: int = 25
-    steps: int = 25
-    decode_chunk: int = 8
-    size: int = 512  # short side before the crop to multiples of 64
-    demo_context_order: bool = True  # the demo's diffusers 0.24 temporal context order (time_context.py)
-
-    @classmethod
-    def parse(cls, options: Mapping[str, Any]) -> "MotionOptions":
-        unknown = set(options) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise InputError(f"Unknown motion options {sorted(unknown)}; allowed: {sorted(cls.__dataclass_fields__)}.")
-        try:
-            kinds = {"scale": float, "demo_context_order": bool}
-            values = {k: kinds.get(k, int)(v) for k, v in options.items()}
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"Motion options must be numbers: {exc}.") from exc
-        opts = cls(**values)
-        checks = ((0 <= opts.scale <= 1, "scale must be between 0 and 1 (0.6 is recommended)"),
-                  (2 <= opts.frames <= 64, "frames must be between 2 and 64 (the model was trained on 25)"),
-                  (1 <= opts.steps <= 200, "steps must be between 1 and 200"),
-                  (opts.decode_chunk >= 1, "decode_chunk must be at least 1"),
-                  (opts.seed >= 0, "seed must be a non-negative integer"),
-                  (opts.size >= 64 and opts.size % 64 == 0, "size must be a multiple of 64 (512 by default)"))
-        for ok, message in checks:
-            if not ok:
-                raise InputError(message + ".")
-        return opts
+class MotionResult:
+    frames: np.ndarray  # [F, H, W, 3] float in [0, 1]
+    flow_frames: np.ndarray  # [F, H, W, 3] uint8, the motion field colour-coded (white for frame 0)
+    hint: np.ndarray  # [H, W, 3] uint8, the picture with the drawings
 
 
 def read_cmp_settings(config_file: Path) -> dict[str, Any]:
@@ -118,8 +92,8 @@ class MotionPipeline(Pipeline):
         self.offload = ModelOffload(self.device)
 
     @classmethod
-    def load(cls, paths: Mapping[str, Path], device: Any, dtype: Any, offload: str = "none") -> "MotionPipeline":
-        """offload "model" or "sequential": weights stay on the CPU, each network visits the device for its stage."""
+    def load(cls, paths: Mapping[str, Path], device: Any, dtype: Any, offload: str = "none",
+             networks: ModelCache | None = None) -> "MotionPipeline":
         missing = {SVD_KEY, TRAJ_KEY} - set(paths)
         if missing:
             raise CheckpointError(f"Motion needs the checkpoints {sorted(missing)}; download them first.")
@@ -127,22 +101,27 @@ class MotionPipeline(Pipeline):
         scheduler_dir = svd / "scheduler"
         if not (scheduler_dir / "scheduler_config.json").is_file():
             raise CheckpointError(f"Missing {scheduler_dir / 'scheduler_config.json'}; download '{SVD_KEY}' again.")
+        cmp_file = traj / CMP_CHECKPOINT
         pipeline = cls(
-            unet=load_diffusers_model(MofaSVDUNet, svd / "unet", device, dtype),
-            vae=load_diffusers_model(AutoencoderKLTemporalDecoder, svd / "vae", device, dtype),
-            image_encoder=load_clip_vision(svd / "image_encoder", device, dtype),
+            unet=load_diffusers_model(MofaSVDUNet, svd / "unet", device, dtype, networks=networks),
+            vae=load_diffusers_model(AutoencoderKLTemporalDecoder, svd / "vae", device, dtype, networks=networks),
+            image_encoder=load_clip_vision(svd / "image_encoder", device, dtype, networks=networks),
             scheduler=EulerDiscreteScheduler.from_config(EulerDiscreteScheduler.load_config(scheduler_dir)),
-            controlnet=load_diffusers_model(FlowControlNet, traj / CONTROLNET_DIR, device, dtype),
-            cmp=load_cmp(traj / CMP_CHECKPOINT, **read_cmp_settings(traj / CMP_CONFIG), device=device),
+            controlnet=load_diffusers_model(FlowControlNet, traj / CONTROLNET_DIR, device, dtype, networks=networks),
+            cmp=cached_network(networks, NetworkKey.of(cmp_file, CMP, device, torch.float32), lambda: load_cmp(
+                cmp_file, **read_cmp_settings(traj / CMP_CONFIG), device=device)),
             device=device, dtype=dtype, clip_stats=read_clip_stats(svd))
-        if offload != "none":
-            pipeline.enable_model_offload()
-        return pipeline
+        return pipeline.with_offload(offload, networks)
 
-    # ----- memory ---------------------------------------------------------------------------------
-    def enable_model_offload(self) -> None:
-        """Keep the networks on the CPU and move each to the device only for its stage."""
-        self.offload.enable(self.unet, self.vae, self.image_encoder, self.controlnet, self.cmp)
+    def networks(self) -> dict[str, nn.Module]:
+        return {"unet": self.unet, "vae": self.vae, "image_encoder": self.image_encoder,
+                "controlnet": self.controlnet, "cmp": self.cmp}
+
+    @classmethod
+    def check_options(cls, options: Options) -> None:
+        if options.size % 64:
+            raise InputError(f"size must be a multiple of 64 (the SVD UNet halves the latents three times); "
+                             f"got {options.size}.")
 
     # ----- inputs and motion field ----------------------------------------------------------------
     def _prepare(self, inputs: Mapping[str, Any], size: int) -> tuple[np.ndarray, list, np.ndarray | None]:
@@ -236,7 +215,7 @@ class MotionPipeline(Pipeline):
         return (torch.cat(pieces) / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)
 
     @torch.no_grad()
-    def generate(self, image: np.ndarray, flow: torch.Tensor, opts: MotionOptions,
+    def generate(self, image: np.ndarray, flow: torch.Tensor, opts: Options,
                  progress: Progress = no_progress, cancel: CancelToken | None = None) -> torch.Tensor:
         """Prepared image [H,W,3] uint8 + flow [F-1,2,H,W] -> frames [F,H,W,3] float in [0,1]."""
         cancel = cancel or CancelToken()
@@ -274,9 +253,9 @@ class MotionPipeline(Pipeline):
         return video
 
     @torch.no_grad()
-    def __call__(self, inputs: Mapping[str, Any], options: Mapping[str, Any],
-                 progress: Progress = no_progress, cancel: CancelToken | None = None) -> dict[str, Any]:
-        opts = MotionOptions.parse(options)
+    def __call__(self, inputs: Mapping[str, Any], opts: Options,
+                 progress: Progress = no_progress, cancel: CancelToken | None = None) -> MotionResult:
+        self.check_options(opts)
         cancel = cancel or CancelToken()
         image, trajectories, brush = self._prepare(inputs, opts.size)
         flow = self.motion_field(image, trajectories, brush, opts.frames)
@@ -285,8 +264,7 @@ class MotionPipeline(Pipeline):
         video = self.generate(image, flow, opts, progress, cancel)
         white = np.full_like(image, 255)
         flow_frames = np.stack([white] + [flows.flow_to_rgb(f.permute(1, 2, 0)) for f in flow])
-        return {"frames": video.numpy(), "flow_frames": flow_frames,
-                "hint": draw_hint(image, trajectories, brush)}
+        return MotionResult(video.numpy(), flow_frames, draw_hint(image, trajectories, brush))
 
 
 def draw_hint(image: np.ndarray, trajectories: list, brush: np.ndarray | None) -> np.ndarray:
@@ -302,3 +280,6 @@ def draw_hint(image: np.ndarray, trajectories: list, brush: np.ndarray | None) -
         cv2.arrowedLine(canvas, tuple(map(int, points[-2])), tuple(map(int, points[-1])), (255, 0, 0), 2,
                         tipLength=0.5)
     return canvas
+
+
+PIPELINE = MotionPipeline

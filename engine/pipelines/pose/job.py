@@ -13,12 +13,12 @@ from PIL import Image
 
 from engine import media
 from engine.errors import InputError
-from engine.jobs import JobContext
+from engine.jobs import JobContext, PreviewContext
+from engine.tasks import Options
 
 MAX_IMAGE_PIXELS = 80_000_000  # below Pillow's decompression-bomb warning; a 48 MP phone photo passes
 MAX_MOTION_FRAMES = 1800  # 72 s at 25 fps: hours of denoising; the decoded clip is held whole (1.4 GB at 512)
 RESIZE = "bicubic"  # the original resizes the reference and every motion frame with Pillow's default (bicubic)
-PIPELINE_OPTIONS = ("size", "steps", "guidance", "seed", "context", "overlap")
 
 
 # ---------------------------------------------------------------------------------------------------- inputs
@@ -92,22 +92,17 @@ def read_motion(path: str | Path, fps: float, size: int, mode: str) -> list[np.n
     return frames
 
 
-def pipeline_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """The task's options as PosePipeline reads them."""
-    return {name: options[name] for name in PIPELINE_OPTIONS}
-
-
-def validate(inputs: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+def validate(inputs: dict[str, Any], options: Options) -> dict[str, Any]:
     """Read the reference, check the motion video and the option combination. No model is loaded."""
-    from engine.pipelines.pose.pipeline import PoseOptions
+    from engine.pipelines.pose.pipeline import PosePipeline
 
+    PosePipeline.check_options(options)  # size a multiple of 64, overlap < context
     if not inputs.get("image"):
         raise InputError("Give a reference image: a photo of the person to animate (PNG, JPEG or WebP).")
     if not inputs.get("motion"):
         raise InputError("Give a motion video: a DensePose rendering of the movement (MP4, 25 fps, 512x512 is best).")
     reference = read_reference(inputs["image"])
-    check_motion(inputs["motion"], options["fps"])
-    PoseOptions.parse(pipeline_options(options))  # size a multiple of 64, overlap < context, ...
+    check_motion(inputs["motion"], options.fps)
     return {"reference": reference, "motion": Path(inputs["motion"])}
 
 
@@ -115,22 +110,29 @@ def validate(inputs: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
 
 def execute(ctx: JobContext) -> dict[str, Path]:
     opts = ctx.options
-    size, mode, fps = opts["size"], opts["fit"], opts["fps"]
+    size, mode, fps = opts.size, opts.fit, opts.fps
     ctx.progress(0.0, "Reading the motion video")
     motion = read_motion(ctx.inputs["motion"], fps, size, mode)
     reference = fit_reference(ctx.inputs["reference"], size, mode)
     pipeline = ctx.pipeline()
-    result = pipeline({"reference": reference, "motion": motion}, pipeline_options(opts), ctx.progress, ctx.cancel)
+    result = pipeline({"reference": reference, "motion": motion}, opts, ctx.progress, ctx.cancel)
     outputs = {"video": ctx.path("result.mp4")}
     media.write_mp4(outputs["video"], result, fps)
-    if opts["grid"]:
+    if opts.grid:
         outputs["grid"] = ctx.path("grid.mp4")
         media.write_mp4(outputs["grid"], (media.hstack([reference, m, r]) for m, r in zip(motion, result)), fps)
     return outputs
 
 
-def write_tiny_checkpoints(folders: Mapping[str, Path], seed: int = 0) -> None:
-    """Tiny SD1.5 / SD-VAE / MagicAnimate files in the published layouts (see pose/tiny.py)."""
-    from engine.pipelines.pose.tiny import write_tiny_checkpoints as write_pose
+# ---------------------------------------------------------------------------------------------------- previews
 
-    write_pose(dict(folders), seed=seed)
+def preview_reference(ctx: PreviewContext, image: str | Path | None, size: int | None = None,
+                      fit: str | None = None) -> np.ndarray | None:
+    """The reference as the model will see it (the tab shows it beside the upload)."""
+    if not image:
+        return None
+    options = ctx.options(size=size, fit=fit)
+    return fit_reference(read_reference(image), options.size, options.fit)
+
+
+PREVIEWS = {"reference": preview_reference}

@@ -27,6 +27,8 @@ from engine import media
 from engine.errors import CheckpointError, InputError
 from engine.offload import ModelOffload
 from engine.pipelines.base import CancelToken, Pipeline, Progress, no_progress
+from engine.runtime import ModelCache, NetworkKey, cached_network
+from engine.tasks import Options
 from engine.pipelines.pose.appearance import AppearanceEncoder, load_appearance_encoder
 from engine.pipelines.pose.context import WindowAverage, padded_length, tiled_noise, window_schedule
 from engine.pipelines.pose.motion_module import MOTION_MAX_LEN
@@ -44,39 +46,6 @@ def make_scheduler() -> DDIMScheduler:
     """DDIM as the original ends up configured (its pipeline forces steps_offset=1, clip_sample=False)."""
     return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="linear", steps_offset=1,
                          clip_sample=False, set_alpha_to_one=True, timestep_spacing="leading")
-
-
-@dataclass(frozen=True)
-class PoseOptions:
-    size: int = 512
-    steps: int = 25
-    guidance: float = 7.5
-    seed: int = 0
-    context: int = 16
-    overlap: int = 4
-
-    @classmethod
-    def parse(cls, options: Mapping[str, Any]) -> "PoseOptions":
-        unknown = set(options) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise InputError(f"Unknown option(s) {sorted(unknown)}; use size, steps, guidance, seed, context, overlap.")
-        try:
-            opts = cls(**{k: type(getattr(cls, k))(v) for k, v in options.items()})
-        except (TypeError, ValueError) as err:
-            raise InputError(f"An option has the wrong type ({err}); size/steps/seed/context/overlap are integers, "
-                             "guidance a number.") from err
-        checks = [
-            (opts.size % 64 == 0 and 64 <= opts.size <= 2048, "size must be a multiple of 64 between 64 and 2048 (512 is the trained size)"),
-            (1 <= opts.steps <= 1000, "steps must be between 1 and 1000 (25 is the default)"),
-            (opts.guidance >= 1.0, "guidance must be at least 1 (7.5 is the default)"),
-            (opts.seed >= 0, "seed must be a non-negative integer"),
-            (1 <= opts.context <= MOTION_MAX_LEN, f"context must be between 1 and {MOTION_MAX_LEN} frames (16 is the trained length)"),
-            (0 <= opts.overlap < opts.context, "overlap must be at least 0 and smaller than context (4 is the default)"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise InputError(message + ".")
-        return opts
 
 
 def _check_frame(frame: Any, what: str) -> np.ndarray:
@@ -116,40 +85,54 @@ class PosePipeline(Pipeline):
         self.offload = ModelOffload(self.device)
 
     @classmethod
-    def load(cls, paths: Mapping[str, Path], device: Any, dtype: Any, offload: str = "none") -> "PosePipeline":
-        """offload "model" or "sequential": weights stay on the CPU, each network visits the device for its stage."""
+    def load(cls, paths: Mapping[str, Path], device: Any, dtype: Any, offload: str = "none",
+             networks: ModelCache | None = None) -> "PosePipeline":
         sd15, vae_dir, magic = (Path(paths[name]) for name in ("sd15", "sd_vae_mse", "magicanimate"))
+        temporal = magic / "temporal_attention" / "temporal_attention.ckpt"
         try:
             tokenizer = CLIPTokenizer.from_pretrained(sd15 / "tokenizer")
-            text_encoder = CLIPTextModel.from_pretrained(sd15 / "text_encoder")
+            text_encoder = cached_network(networks, NetworkKey.of(sd15 / "text_encoder", CLIPTextModel, device, dtype),
+                                          lambda: frozen_on(CLIPTextModel.from_pretrained(sd15 / "text_encoder"),
+                                                            device, dtype))
         except (OSError, ValueError) as err:
             raise CheckpointError(f"The SD1.5 tokenizer/text encoder in {sd15} could not be loaded ({err}); "
                                   "download stable-diffusion-v1-5 again.") from err
         pipeline = cls(
             tokenizer=tokenizer,
-            text_encoder=frozen_on(text_encoder, device, dtype),
-            vae=load_diffusers_model(AutoencoderKL, vae_dir, device, dtype),
-            controlnet=load_diffusers_model(ControlNetModel, magic / "densepose_controlnet", device, dtype),
-            appearance=load_appearance_encoder(magic / "appearance_encoder", device, dtype),
-            unet=load_video_unet(sd15 / "unet", magic / "temporal_attention" / "temporal_attention.ckpt", device, dtype),
+            text_encoder=text_encoder,
+            vae=load_diffusers_model(AutoencoderKL, vae_dir, device, dtype, networks=networks),
+            controlnet=load_diffusers_model(ControlNetModel, magic / "densepose_controlnet", device, dtype,
+                                            networks=networks),
+            appearance=cached_network(networks, NetworkKey.of(magic / "appearance_encoder", AppearanceEncoder, device,
+                                                              dtype),
+                                      lambda: load_appearance_encoder(magic / "appearance_encoder", device, dtype)),
+            unet=cached_network(networks, NetworkKey.of(temporal, UNet3DConditionModel, device, dtype),
+                                lambda: load_video_unet(sd15 / "unet", temporal, device, dtype)),
             device=device, dtype=dtype,
         )
-        if offload != "none":
-            pipeline.enable_model_offload()
-        return pipeline
+        return pipeline.with_offload(offload, networks)
 
-    def enable_model_offload(self) -> None:
-        """Keep the networks on the CPU and move each to the device only for its stage."""
-        self.offload.enable(*(m for m in (self.text_encoder, self.vae, self.controlnet, self.appearance, self.unet)
-                              if m is not None))
+    def networks(self) -> dict[str, torch.nn.Module]:
+        found = {"text_encoder": self.text_encoder, "vae": self.vae, "controlnet": self.controlnet,
+                 "appearance": self.appearance, "unet": self.unet}
+        return {name: net for name, net in found.items() if net is not None}  # the benchmark feeds text directly
+
+    @classmethod
+    def check_options(cls, options: Options) -> None:
+        if options.size % 64:
+            raise InputError(f"size must be a multiple of 64 (the VAE and UNet halve it six times); got {options.size}.")
+        if not options.overlap < options.context:
+            raise InputError(f"overlap ({options.overlap}) must be smaller than context ({options.context}).")
+        if options.context > MOTION_MAX_LEN:
+            raise InputError(f"context can be at most {MOTION_MAX_LEN} frames (the temporal attention's positions).")
 
     @torch.no_grad()
-    def __call__(self, inputs: Mapping[str, Any], options: Mapping[str, Any],
+    def __call__(self, inputs: Mapping[str, Any], opts: Options,
                  progress: Progress = no_progress, cancel: CancelToken | None = None) -> np.ndarray:
         """-> uint8 RGB frames (N, size, size, 3), N = number of motion frames.
 
         Each decoded chunk is rounded to uint8 at once: a long clip is held at a quarter of its float size."""
-        opts = PoseOptions.parse(options)
+        self.check_options(opts)
         reference, motion = prepare_inputs(inputs, opts.size)
         cancel = cancel or CancelToken()
         progress(0.0, "Encoding the reference, denoising")
@@ -255,3 +238,6 @@ class PosePipeline(Pipeline):
                 done = min(start + DECODE_CHUNK, frames.shape[0]) / frames.shape[0]
                 progress(DENOISE_SHARE + (1 - DENOISE_SHARE) * done, "Decoding frames")
         return np.concatenate(out)
+
+
+PIPELINE = PosePipeline

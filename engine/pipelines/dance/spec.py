@@ -1,8 +1,9 @@
-"""Character-sheet dancing (CoNR): the task's inputs and options, shared by the CLI, the tab and configs/dance.yaml."""
+"""Character-sheet dancing (CoNR): the task's inputs and options, shared by the CLI and the tab."""
 from engine.tasks import Input, Option, TaskSpec
 
-TASK = TaskSpec(
+SPEC = TaskSpec(
     name="dance",
+    order=40,
     title="Character-sheet dancing (CoNR)",
     description="Anime character sheets + a pose sequence -> a video of the character dancing.",
     checkpoints=("conr",),
@@ -36,9 +37,4 @@ TASK = TaskSpec(
         Option("working_size", "int", 256, "resolution the networks run at (CoNR was trained at 256; larger is "
                "slower and not what the published weights saw)", choices=(128, 256, 384, 512), advanced=True),
     ),
-    pipeline="engine.pipelines.dance.pipeline:DancePipeline",
-    validate="engine.pipelines.dance.job:validate",
-    execute="engine.pipelines.dance.job:execute",
-    bench="engine.pipelines.dance.bench:bench",
-    tiny_checkpoints="engine.pipelines.dance.job:write_tiny_checkpoints",
 )

@@ -1,8 +1,9 @@
-"""Pose animation (MagicAnimate): the task's inputs and options, shared by the CLI, the tab and configs/pose.yaml."""
+"""Pose animation (MagicAnimate): the task's inputs and options, shared by the CLI and the tab."""
 from engine.tasks import Input, Option, TaskSpec
 
-TASK = TaskSpec(
+SPEC = TaskSpec(
     name="pose",
+    order=10,
     title="Pose animation (MagicAnimate)",
     description="A reference photo of a person + a DensePose motion video -> a video of that person doing the motion. "
                 "Stable Diffusion 1.5 with MagicAnimate's appearance encoder, DensePose ControlNet and temporal "
@@ -20,8 +21,8 @@ TASK = TaskSpec(
         Option("guidance", "float", 7.5, "classifier-free guidance scale: how strongly the result follows the "
                "reference's appearance (1 turns guidance off and halves the work)", minimum=1.0, maximum=20.0,
                step=0.5),
-        Option("seed", "int", 1, "random seed (-1: a new random seed, recorded in settings.json); 1 is the "
-               "original demo's default", minimum=-1),
+        Option.seed(1, "random seed (-1: a new random seed, recorded in settings.json); 1 is the original demo's "
+                       "default"),
         Option("fps", "int", 25, "the motion video is resampled to this frame rate, and the result plays at it "
                "(MagicAnimate's videos are 25 fps)", minimum=1, maximum=60),
         Option("fit", "choice", "crop", "how the reference and the motion frames become square: crop (centre crop), "
@@ -34,9 +35,4 @@ TASK = TaskSpec(
         Option("overlap", "int", 4, "frames shared by neighbouring windows (smaller than context)", minimum=0,
                maximum=23, advanced=True),
     ),
-    pipeline="engine.pipelines.pose.pipeline:PosePipeline",
-    validate="engine.pipelines.pose.job:validate",
-    execute="engine.pipelines.pose.job:execute",
-    bench="engine.pipelines.pose.bench:bench",
-    tiny_checkpoints="engine.pipelines.pose.job:write_tiny_checkpoints",
 )

@@ -1,8 +1,9 @@
-"""Trajectory animation (MOFA-Video): the task's inputs and options, shared by the CLI, the tab and configs/motion.yaml."""
+"""Trajectory animation (MOFA-Video): the task's inputs and options, shared by the CLI and the tab."""
 from engine.tasks import Input, Option, TaskSpec
 
-TASK = TaskSpec(
+SPEC = TaskSpec(
     name="motion",
+    order=20,
     title="Trajectories (MOFA-Video)",
     description="A picture + motion paths drawn on it (+ an optional motion brush) -> a short video in which the "
                 "picture moves along the paths. SVD-XT-1.1 with the MOFA-Video trajectory adapter.",
@@ -18,7 +19,7 @@ TASK = TaskSpec(
     options=(
         Option("scale", "float", 0.6, "control scale: how strongly the trajectories steer the video",
                minimum=0.0, maximum=1.0, step=0.01, label="Control scale"),
-        Option("seed", "int", 42, "random seed (-1: a new random seed, recorded in settings.json)", minimum=-1),
+        Option.seed(42),
         Option("frames", "int", 25, "frames to generate (the model was trained on 25)", minimum=2, maximum=64),
         Option("fps", "int", 20, "frame rate of the result and flow videos", minimum=1, maximum=60),
         Option("steps", "int", 25, "denoising steps", minimum=1, maximum=200),
@@ -30,9 +31,4 @@ TASK = TaskSpec(
                "the image embedding with the wrong half of the CFG batch in temporal attention (off: the corrected "
                "order of diffusers >= 0.27)", advanced=True, label="Original demo attention order"),
     ),
-    pipeline="engine.pipelines.motion.pipeline:MotionPipeline",
-    validate="engine.pipelines.motion.job:validate",
-    execute="engine.pipelines.motion.job:execute",
-    bench="engine.pipelines.motion.bench:bench",
-    tiny_checkpoints="engine.pipelines.motion.job:write_tiny_checkpoints",
 )

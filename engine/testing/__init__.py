@@ -1,6 +1,6 @@
 """A hand-built Hugging Face Hub cache of tiny models, in the official layout, for offline tests and manual runs.
 
-Each task names a tiny-checkpoint writer ("module:function" in its TaskSpec) that fills one folder per checkpoint with
+Each task package's `tiny.py` has `write_tiny_checkpoints(folders, seed)`, which fills one folder per checkpoint with
 files of the published names, formats and key names, built from tiny configs of the real architectures with random
 weights. This module lays those folders out as `<models|spaces>--org--name/{refs/main, snapshots/<commit>/...}` so the
 production resolution path (snapshot_download with local_files_only) finds them.
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterable
 
 from engine.hub import CheckpointSpec, load_specs
-from engine.tasks import load_attr, load_tasks
+from engine.tasks import discover_tasks
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 
@@ -44,22 +44,9 @@ def build_tiny_hub(cache_dir: str | Path, tasks: Iterable[str] | None = None, se
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     specs = load_specs()
-    all_tasks = load_tasks()
+    all_tasks = discover_tasks()
     for name in tasks or all_tasks:
         task = all_tasks[name]
         folders = {ck: snapshot_folder(cache_dir, specs[ck]) for ck in task.all_checkpoints}
-        load_attr(task.tiny_checkpoints)(folders, seed=seed)
+        task.module("tiny").write_tiny_checkpoints(folders, seed=seed)
     return cache_dir
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m engine.testing", description=__doc__.split("\n\n")[0])
-    parser.add_argument("cache_dir", type=Path, help="folder to write the Hub cache into")
-    parser.add_argument("--task", action="append", help="only these tasks (repeat); default: all")
-    args = parser.parse_args()
-    build_tiny_hub(args.cache_dir, args.task)
-    print(f"Tiny Hub cache written to {args.cache_dir}. Run: python app.py --cache-dir {args.cache_dir} --offline")
-
-
-if __name__ == "__main__":
-    main()

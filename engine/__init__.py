@@ -19,10 +19,11 @@ from engine.hub import Hub, human_size
 from engine.errors import PreviewUnavailable
 from engine.jobs import (JobContext, JobResult, PreviewContext, RunFolder, Stopwatch, pick_seed, seed_everything,
                          write_settings)
-from engine.pipelines.base import OFFLOAD_MODES, CancelToken, Pipeline, Progress, no_progress
-from engine.tasks import Options, TaskSpec, discover_tasks
+from engine.pipelines.base import OFFLOAD_MODES, CancelToken, Pipeline, Progress, RemainingTime, no_progress
+from engine.tasks import Option, Options, TaskSpec, discover_tasks
 
-__all__ = ["Engine", "EngineConfig", "Preview", "JobResult", "CancelToken", "Options", "TaskSpec", "user_message"]
+__all__ = ["Engine", "EngineConfig", "Preview", "JobResult", "CancelToken", "Option", "Options", "TaskSpec",
+           "RemainingTime", "human_size", "user_message"]
 log = logging.getLogger("engine")
 
 
@@ -213,11 +214,16 @@ class Engine:
 
 
 def _recorded_inputs(spec: TaskSpec, inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """Inputs as settings.json records them: JSON files by content (so a run can be repeated), others by name."""
+    """Inputs as settings.json records them: JSON (text or a file) by content (so a run can be repeated), others by
+    name."""
     kinds = {item.name: item.kind for item in spec.inputs}
     recorded = dict(inputs)
     for name, value in inputs.items():
-        if kinds.get(name) == "json" and isinstance(value, (str, Path)) and Path(value).is_file():
+        if kinds.get(name) != "json" or not isinstance(value, (str, Path)):
+            continue
+        if isinstance(value, str) and value.lstrip().startswith(("[", "{")):  # text: never a path (may be too long)
+            recorded[name] = json.loads(value)
+        elif Path(value).is_file():
             recorded[name] = json.loads(Path(value).read_text())
     return recorded
 

@@ -61,9 +61,25 @@ def build_parser(tasks: dict[str, TaskSpec]) -> argparse.ArgumentParser:
     bench.add_argument("--frames", type=int, help="frames to time (task default if omitted; e.g. 16 or 64 for pose)")
     bench.add_argument("--steps", type=int, help="denoising steps (pose: steps timed, default 2; motion: steps of "
                                                  "the video, default 25); a full-size step on CPU takes minutes")
+    bench.add_argument("--set", dest="settings", action="append", default=[], type=_bench_setting,
+                       metavar="KEY=VALUE", help="another setting of the task's benchmark, e.g. --set sheets=2 for "
+                                                 "dance (repeat for several)")
     for spec in tasks.values():
         _add_task_parser(sub, spec, common)
     return parser
+
+
+def _bench_setting(text: str) -> tuple[str, int | float | str]:
+    """KEY=VALUE -> (key, value as an int, else a float, else the text)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    for kind in (int, float):
+        try:
+            return key.replace("-", "_"), kind(value)
+        except ValueError:
+            pass
+    return key.replace("-", "_"), value
 
 
 def _cli_progress() -> tuple[Callable[[float, str], None], Callable[[], None]]:
@@ -153,8 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "download":
             cmd_download(engine, args.task, args.dry_run)
         elif args.command == "bench":
-            extra = {name: getattr(args, name) for name in ("frames", "steps") if getattr(args, name)}
-            print(json.dumps(engine.bench(args.task, device=args.device, size=args.size, **extra), indent=2))
+            settings = {name: getattr(args, name) for name in ("frames", "steps") if getattr(args, name) is not None}
+            settings.update(args.settings)
+            print(json.dumps(engine.bench(args.task, device=args.device, size=args.size, **settings), indent=2))
         else:
             cmd_task(engine, engine.task(args.task), args)
     except KeyboardInterrupt:

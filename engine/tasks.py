@@ -152,6 +152,7 @@ class TaskSpec:
     options: tuple[Option, ...]
     order: int = 100
     optional_checkpoints: tuple[str, ...] = field(default=())
+    package: str = ""  # where the role modules live; default engine.pipelines.<name> (tests point elsewhere)
 
     @property
     def all_checkpoints(self) -> tuple[str, ...]:
@@ -173,7 +174,7 @@ class TaskSpec:
     def module(self, role: str) -> ModuleType:
         if role not in ROLES:
             raise ValueError(f"unknown task role {role!r}; roles are {ROLES}")
-        return importlib.import_module(f"{TASKS_PACKAGE}.{self.name}.{role}")
+        return importlib.import_module(f"{self.package or TASKS_PACKAGE + '.' + self.name}.{role}")
 
     @property
     def job(self) -> ModuleType:

@@ -1,7 +1,9 @@
-"""The Gradio UI: a header, a settings sidebar and one tab per task whose pipeline exists, plus the Models tab."""
+"""The Gradio UI: a header, a settings sidebar, one tab per task that has a module tabs/<task>.py (in the tasks' order),
+then the Models tab."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 import gradio as gr
 
@@ -9,7 +11,6 @@ from engine import Engine
 from tabs.widgets import session_stopper
 
 THEME = gr.themes.Soft()
-TAB_MODULES = {"pose": "tabs.pose", "motion": "tabs.motion", "dance": "tabs.dance"}  # order of the tabs
 
 
 def build_app(engine: Engine) -> gr.Blocks:
@@ -18,13 +19,18 @@ def build_app(engine: Engine) -> gr.Blocks:
         with gr.Sidebar(label="Settings", open=False):
             gr.Markdown(_settings_text(engine))
         with gr.Tabs():
-            for task, module in TAB_MODULES.items():
-                if task in engine.tasks:
-                    importlib.import_module(module).build(engine)
+            for module in tab_modules(engine):
+                importlib.import_module(module).build(engine)
             importlib.import_module("tabs.models").build(engine)
         # Closing or reloading the tab ends the session; its result could never be shown, so free the GPU.
         demo.unload(session_stopper(engine))
     return demo
+
+
+def tab_modules(engine: Engine) -> list[str]:
+    """The tab module of each of the engine's tasks that has one, in the tasks' order."""
+    modules = [f"{__name__}.{task}" for task in engine.tasks]
+    return [m for m in modules if importlib.util.find_spec(m) is not None]
 
 
 def _settings_text(engine: Engine) -> str:

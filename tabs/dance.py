@@ -6,18 +6,23 @@ from typing import Any
 
 import gradio as gr
 
-from engine import Engine, user_message
-from engine.errors import AnimateError
-from tabs.widgets import GPU_QUEUE, on_gpu, option_controls, run_task, wire_stop
+from engine import Engine, JobResult
+from tabs.widgets import option_controls, preview_value, wire_task
 
 TASK = "dance"
 BACKGROUNDS = ("transparent", "colour", "image")
 
 
-def _paths(files: Any) -> list[str]:
-    if not files:
-        return []
-    return [f if isinstance(f, str) else f.name for f in (files if isinstance(files, list) else [files])]
+def background_option(kind: str, colour: str) -> str:
+    """The `background` option the radio and the colour picker make: transparent, the colour (#RRGGBB) or image."""
+    return colour if kind == "colour" else kind
+
+
+def _present(result: JobResult) -> tuple[Any, ...]:
+    files = result.files
+    frames = sorted(str(p) for p in Path(files["preview"]).glob("*.png"))
+    playable = str(files["video"]) if "video" in files else None
+    return playable, str(files.get("archive", files.get("video"))), frames
 
 
 def build(engine: Engine) -> None:
@@ -38,7 +43,12 @@ def build(engine: Engine) -> None:
                 with gr.Row():
                     background_kind = gr.Radio(list(BACKGROUNDS), value="transparent", label="Background")
                     colour = gr.ColorPicker(value="#ffffff", label="Colour")
+                # The option itself: the radio and picker set it in the UI; API callers pass it directly.
+                background = gr.Textbox(value=spec.option("background").default, label="Background",
+                                        info=spec.option("background").help, visible=False)
                 background_image = gr.Image(label="Background image", type="filepath", height=160, visible=False)
+                gr.on([background_kind.change, colour.change], background_option, [background_kind, colour],
+                      background, api_visibility="private", queue=False)
                 background_kind.change(lambda kind: gr.update(visible=kind == "image"), background_kind,
                                        background_image, api_visibility="private", queue=False)
                 controls = option_controls(spec, [o.name for o in spec.options if o.name != "background"])
@@ -50,32 +60,11 @@ def build(engine: Engine) -> None:
                 download = gr.File(label="Download")
                 gallery = gr.Gallery(label="Preview frames", columns=4)
 
-        names = list(controls)
+        inputs = {"sheets": sheets, "masks": masks, "poses": poses, "background_image": background_image}
+        wire_task(engine, TASK, run, stop, inputs, {**controls, "background": background},
+                  [video, download, gallery], _present)
 
-        # Gradio injects request/progress only into positional parameters, so they come first.
-        def animate(request: gr.Request, progress: gr.Progress = gr.Progress(), *values: Any):
-            sheet_files, mask_files, pose_file, kind, colour_value, bg_image, *option_values = values
-            options = dict(zip(names, option_values))
-            options["background"] = {"colour": colour_value, "image": "image"}.get(kind, "transparent")
-            inputs = {"sheets": _paths(sheet_files), "masks": _paths(mask_files), "poses": (_paths(pose_file) or [None])[0],
-                      "background_image": bg_image}
-            result = run_task(engine, TASK, inputs, options, progress, request)
-            files = result.files
-            frames = sorted(str(p) for p in Path(files["preview"]).glob("*.png"))
-            playable = str(files["video"]) if "video" in files else None
-            return playable, str(files.get("archive", files.get("video"))), frames
-
-        event = run.click(on_gpu(animate), [sheets, masks, poses, background_kind, colour, background_image,
-                                            *controls.values()],
-                          [video, download, gallery], api_name=TASK, concurrency_id=GPU_QUEUE)
-        wire_stop(engine, stop, event)
-
-        def preview(sheet_files):
-            from engine.pipelines.dance.job import cutout_previews
-
-            try:
-                return cutout_previews(engine, [Path(p) for p in _paths(sheet_files)])
-            except AnimateError as exc:
-                raise gr.Error(user_message(exc)) from exc
+        def preview(sheets: list[str] | None) -> Any:
+            return preview_value(engine, TASK, "cutout", sheets=sheets or [])
 
         preview_btn.click(preview, sheets, cut_preview, api_name="dance_cutout_preview")

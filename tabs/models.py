@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from engine import Engine, user_message
+from engine import Engine, human_size, user_message
 from engine.errors import AnimateError
 
 COLUMNS = ["task", "checkpoint", "repo", "size", "gated", "cached", "path", "files"]
@@ -16,8 +16,6 @@ def table(engine: Engine) -> list[list[object]]:
 
 def totals(engine: Engine) -> str:
     """Download size per task, e.g. 'dance: 1.2 GB (all cached)'."""
-    from engine.hub import human_size
-
     parts = []
     for name in engine.tasks:
         rows = [r for r in engine.checkpoint_rows() if r["task"] == name]
@@ -45,18 +43,18 @@ def build(engine: Engine) -> None:
         sizes = gr.Markdown(totals(engine))
         gr.Markdown(gated_note(engine))
         with gr.Row():
-            task = gr.Dropdown(choices=list(engine.tasks), value=next(iter(engine.tasks), None), label="Task")
+            chosen = gr.Dropdown(choices=list(engine.tasks), value=next(iter(engine.tasks), None), label="Task")
             download = gr.Button("Download checkpoints", variant="primary")
             refresh = gr.Button("Refresh")
         status = gr.Markdown()
 
-        def do_download(name: str, progress: gr.Progress = gr.Progress()) -> tuple[list[list[object]], str, str]:
+        def do_download(task: str, progress: gr.Progress = gr.Progress()) -> tuple[list[list[object]], str, str]:
             try:
-                paths = engine.download(name, lambda f, m: progress(f, desc=m))
+                paths = engine.download(task, lambda f, m: progress(f, desc=m))
             except AnimateError as exc:
                 raise gr.Error(user_message(exc), duration=None) from exc
             done = "Downloaded: " + ", ".join(f"`{k}` -> `{v}`" for k, v in paths.items())
             return table(engine), totals(engine), done
 
-        download.click(do_download, task, [grid, sizes, status], api_name="download_checkpoints")
+        download.click(do_download, chosen, [grid, sizes, status], api_name="download_checkpoints")
         refresh.click(lambda: table(engine), None, grid, api_name="list_checkpoints")

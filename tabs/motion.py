@@ -6,10 +6,10 @@ from typing import Any
 
 import gradio as gr
 
-from engine import Engine, media, user_message
+from engine import Engine, JobResult, media, user_message
 from engine.errors import AnimateError
 from tabs import motion_drawing as draw
-from tabs.widgets import GPU_QUEUE, on_gpu, option_controls, run_task, wire_stop
+from tabs.widgets import on_gpu, option_controls, wire_task
 
 TASK = "motion"
 POINTS, BRUSH = "Trajectory points", "Motion brush"
@@ -21,13 +21,10 @@ def _view(drawing: draw.Drawing) -> tuple[Any, ...]:
     return drawing, draw.render_overlay(drawing), draw.trajectories_json(drawing), drawing.brush
 
 
-def _parse(text: str | None) -> list:
-    from engine.pipelines.motion.job import parse_trajectories
-
-    try:
-        return parse_trajectories(text or "[]", "Trajectories (JSON)")
-    except AnimateError as exc:
-        raise gr.Error(user_message(exc)) from exc
+def _present(result: JobResult) -> tuple[Any, ...]:
+    files = result.files
+    extras = [str(files[k]) for k in ("settings", "trajectories", "brush") if k in files]
+    return str(files["video"]), str(files["flow"]), str(files["hint"]), extras
 
 
 def build(engine: Engine) -> None:
@@ -73,18 +70,17 @@ def build(engine: Engine) -> None:
         size = controls["size"]
 
         def refresh_preview(current: draw.Drawing, short_side: int):
-            from engine.pipelines.motion.job import preview
-
             if current.image is None:
                 return None, ""
             try:
-                image, why = preview(engine, current.image, current.trajectories, current.brush, int(short_side))
+                shown = engine.preview(TASK, "motion_field", image=current.image, trajectories=current.trajectories,
+                                       brush=current.brush, size=int(short_side))
             except AnimateError as exc:
                 return None, f"⚠️ {user_message(exc)}"
             except Exception as exc:  # shown to the user, details in the log
                 log.exception("motion preview failed")
                 return None, f"⚠️ {user_message(exc)}"
-            return image, why
+            return shown.value, shown.note
 
         preview_fn = on_gpu(refresh_preview, duration=30)
 
@@ -115,10 +111,8 @@ def build(engine: Engine) -> None:
                                 api_visibility="private"))
 
         def on_json(current: draw.Drawing, text: str):
-            from engine.pipelines.motion.job import parse_trajectories
-
             try:
-                updated = draw.load_trajectories(current, parse_trajectories(text, "Trajectories (JSON)"))
+                updated = draw.load_trajectories(current, engine.preview(TASK, "trajectories", text=text).value)
             except AnimateError:
                 return current, draw.render_overlay(current)  # keep typing; the run reports what is wrong
             return updated, draw.render_overlay(updated)
@@ -126,18 +120,5 @@ def build(engine: Engine) -> None:
         edited(trajectories.input(on_json, [drawing, trajectories], [drawing, canvas], api_visibility="private",
                                   trigger_mode="always_last"))
 
-        names = list(controls)
-
-        # Gradio injects request/progress only into positional parameters, hence their place before *values.
-        def animate(request: gr.Request, progress: gr.Progress = gr.Progress(), *values):
-            image_path, text, brush_path, *values = values
-            inputs = {"image": image_path, "trajectories": _parse(text), "brush": brush_path}
-            result = run_task(engine, TASK, inputs, dict(zip(names, values)), progress, request)
-            files = result.files
-            extras = [str(files[k]) for k in ("settings", "trajectories", "brush") if k in files]
-            return str(files["video"]), str(files["flow"]), str(files["hint"]), extras
-
-        event = run.click(on_gpu(animate), [picture, trajectories, brush, *controls.values()],
-                          [video, flow_video, hint, download], api_name=TASK, concurrency_id=GPU_QUEUE)
-        wire_stop(engine, stop, event)
-
+        wire_task(engine, TASK, run, stop, {"image": picture, "trajectories": trajectories, "brush": brush}, controls,
+                  [video, flow_video, hint, download], _present)

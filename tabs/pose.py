@@ -4,13 +4,16 @@ from __future__ import annotations
 from typing import Any
 
 import gradio as gr
-import numpy as np
 
-from engine import Engine, user_message
-from engine.errors import AnimateError
-from tabs.widgets import GPU_QUEUE, on_gpu, option_controls, run_task, wire_stop
+from engine import Engine, JobResult
+from tabs.widgets import option_controls, preview_value, wire_task
 
 TASK = "pose"
+
+
+def _present(result: JobResult) -> tuple[Any, ...]:
+    files = result.files
+    return str(files["video"]), str(files["grid"]) if "grid" in files else None
 
 
 def build(engine: Engine) -> None:
@@ -33,29 +36,10 @@ def build(engine: Engine) -> None:
                 video = gr.Video(label="Result", format=None)
                 grid = gr.Video(label="Reference | motion | result", format=None)
 
-        names = list(controls)
+        wire_task(engine, TASK, run, stop, {"image": image, "motion": motion}, controls, [video, grid], _present)
 
-        # Gradio injects request/progress only into positional parameters, so they come first.
-        def animate(request: gr.Request, progress: gr.Progress = gr.Progress(), *values: Any):
-            image_path, motion_path, *option_values = values
-            result = run_task(engine, TASK, {"image": image_path, "motion": motion_path},
-                              dict(zip(names, option_values)), progress, request)
-            files = result.files
-            return str(files["video"]), str(files["grid"]) if "grid" in files else None
-
-        event = run.click(on_gpu(animate), [image, motion, *controls.values()], [video, grid], api_name=TASK,
-                          concurrency_id=GPU_QUEUE)
-        wire_stop(engine, stop, event)
-
-        def preview(image_path: str | None, mode: str, size: float) -> np.ndarray | None:
-            from engine.pipelines.pose.job import fit_reference, read_reference
-
-            if not image_path:
-                return None
-            try:
-                return fit_reference(read_reference(image_path), int(size), mode)
-            except AnimateError as exc:
-                raise gr.Error(user_message(exc)) from exc
+        def preview(image: str | None, fit: str, size: float) -> Any:
+            return preview_value(engine, TASK, "reference", image=image, size=int(size), fit=fit)
 
         gr.on([image.change, controls["fit"].change, controls["size"].release], preview,
               [image, controls["fit"], controls["size"]], fitted, api_name="pose_reference_preview")

@@ -1,4 +1,4 @@
-"""Shared check for pipelines with model offload: every network runs only while its stage has it on the device."""
+"""Shared check for model offload: every network runs, and only while its stage has it on the device."""
 from __future__ import annotations
 
 import contextlib
@@ -9,8 +9,10 @@ from torch import nn
 from engine.offload import ModelOffload
 
 
-def run_checking_stages(offload: ModelOffload, networks: dict[str, nn.Module], job: Callable[[], object]) -> object:
-    """Run `job`; fail if a network's forward runs outside an `on_device` stage naming it. Returns the job's result."""
+@contextlib.contextmanager
+def checking_stages(offload: ModelOffload, networks: dict[str, nn.Module]) -> Iterator[None]:
+    """Inside the block, fail if a network's forward runs outside an `on_device` stage naming it; at the end, fail
+    if a network never ran."""
     assert offload.enabled
     staged: list[nn.Module] = []
     ran: set[str] = set()
@@ -36,10 +38,15 @@ def run_checking_stages(offload: ModelOffload, networks: dict[str, nn.Module], j
                for name, net in networks.items() for module in net.modules()]
     offload.on_device = spy  # type: ignore[method-assign]
     try:
-        result = job()
+        yield
     finally:
         del offload.on_device
         for handle in handles:
             handle.remove()
     assert ran == set(networks), f"networks never run: {set(networks) - ran}"
-    return result
+
+
+def run_checking_stages(offload: ModelOffload, networks: dict[str, nn.Module], job: Callable[[], object]) -> object:
+    """Run `job` under `checking_stages`. Returns the job's result."""
+    with checking_stages(offload, networks):
+        return job()

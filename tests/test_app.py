@@ -1,4 +1,5 @@
-"""The app: flags, the Blocks it builds (tabs, API endpoints, one GPU queue), and a live gradio_client round trip."""
+"""The app: flags, the Blocks it builds (a tab per task in the tasks' order, API endpoints named by the task's inputs
+and options, one GPU queue), and a live gradio_client round trip."""
 from __future__ import annotations
 
 import subprocess
@@ -6,12 +7,14 @@ import sys
 from types import SimpleNamespace
 from pathlib import Path
 
+import gradio as gr
 import pytest
 from gradio_client import Client
 
 import app
-from engine import Engine
+from engine import Engine, TaskSpec
 from tabs import build_app
+from tabs.dance import background_option
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,14 +45,46 @@ def live_app(session_engine: Engine):
     demo.close()
 
 
-def test_blocks_have_tabs_endpoints_and_a_single_gpu_queue(session_engine: Engine) -> None:
+def tab_ids(demo: gr.Blocks) -> list[str]:
+    return [block.id for block in demo.blocks.values() if isinstance(block, gr.Tab)]
+
+
+def test_blocks_have_a_tab_per_task_in_spec_order_and_one_gpu_queue(session_engine: Engine) -> None:
     demo = build_app(session_engine)
+    by_order = sorted(session_engine.tasks.values(), key=lambda spec: spec.order)
+    assert tab_ids(demo) == [spec.name for spec in by_order] + ["models"] == ["pose", "motion", "dance", "models"]
     endpoints = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
-    assert {"dance", "dance_cutout_preview", "download_checkpoints", "list_checkpoints"} <= set(endpoints)
-    assert endpoints["dance"].concurrency_id == "gpu"
-    config = demo.get_config_file()
-    labels = {c.get("props", {}).get("label") for c in config["components"]}
-    assert {"Character dance", "Models"} <= labels
+    assert {*session_engine.tasks, "pose_reference_preview", "dance_cutout_preview", "download_checkpoints",
+            "list_checkpoints"} <= set(endpoints)
+    assert all(endpoints[task].concurrency_id == "gpu" for task in session_engine.tasks)
+
+
+def test_tabs_follow_the_engines_tasks(session_engine: Engine) -> None:
+    """Tabs are found by discovery: a task without a tabs/<task>.py module has no tab (and breaks nothing)."""
+    tasks = session_engine.tasks
+    headless = TaskSpec(name="headless", title="No tab", description="", checkpoints=(), inputs=(), options=())
+    engine = Engine(session_engine.config, hub=session_engine.hub,
+                    tasks={"dance": tasks["dance"], "headless": headless, "pose": tasks["pose"]})
+    assert tab_ids(build_app(engine)) == ["dance", "pose", "models"]
+
+
+def test_run_endpoints_take_the_tasks_input_and_option_names(session_engine: Engine) -> None:
+    """Required inputs, optional inputs (default None), then the options with the spec's defaults."""
+    endpoints = build_app(session_engine).get_api_info()["named_endpoints"]
+    for spec in session_engine.tasks.values():
+        parameters = endpoints[f"/{spec.name}"]["parameters"]
+        inputs = sorted(spec.inputs, key=lambda i: not i.required)
+        assert [p["parameter_name"] for p in parameters] == [i.name for i in inputs] + [o.name for o in spec.options]
+        defaults = {p["parameter_name"]: p["parameter_default"] for p in parameters if p["parameter_has_default"]}
+        assert {o.name: defaults[o.name] for o in spec.options} == {o.name: o.default for o in spec.options}
+        assert all(defaults[i.name] is None for i in spec.inputs if not i.required)
+    assert [p["parameter_name"] for p in endpoints["/pose_reference_preview"]["parameters"]] == ["image", "fit", "size"]
+    assert [p["parameter_name"] for p in endpoints["/dance_cutout_preview"]["parameters"]] == ["sheets"]
+
+
+def test_background_controls_make_the_dance_background_option() -> None:
+    assert [background_option(kind, "#ff8800") for kind in ("transparent", "colour", "image")] == [
+        "transparent", "#ff8800", "image"]
 
 
 def test_models_tab_lists_checkpoints_over_the_api(live_app, tiny_hub: Path) -> None:
@@ -64,7 +99,7 @@ def test_models_tab_lists_checkpoints_over_the_api(live_app, tiny_hub: Path) -> 
 
 def test_download_button_reports_cached_paths(live_app) -> None:
     _, client = live_app
-    _, sizes, status = client.predict("dance", api_name="/download_checkpoints")
+    _, sizes, status = client.predict(task="dance", api_name="/download_checkpoints")
     assert "`conr`" in status and "snapshots" in status and "**dance**" in sizes and "all cached" in sizes
 
 

@@ -83,9 +83,11 @@ def test_bad_input_exits_2_with_reason(capsys, tiny_hub: Path, tmp_path: Path) -
 
 
 def test_bench_prints_json_timings(capsys) -> None:
-    code, out, _ = cli(capsys, "bench", "dance", "--size", "tiny", "--device", "cpu", "--frames", "1")
+    code, out, _ = cli(capsys, "bench", "dance", "--size", "tiny", "--device", "cpu", "--frames", "1",
+                       "--set", "sheets=1")
     report = json.loads(out)
-    assert code == 0 and report["size"] == "tiny" and report["frames"] == 1 and report["s_per_frame"] > 0
+    assert code == 0 and report["size"] == "tiny" and report["settings"] == {"sheets": 1, "frames": 1}
+    assert report["results"]["s_per_frame"] > 0
 
 
 def test_bench_rejects_a_setting_the_task_lacks(capsys) -> None:

@@ -4,45 +4,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from engine import Engine
 from engine.errors import InputError, JobCancelled
-from engine.jobs import JobContext
+from tests.fake_tasks.echo.job import EVENTS
 from engine.tasks import Input, Option, TaskSpec
-
-EVENTS: list[str] = []
-
-
-def validate(inputs: dict, options: dict) -> dict:
-    EVENTS.append("validate")
-    if not Path(inputs["text"]).is_file():
-        raise InputError("text file missing")
-    return {"text": Path(inputs["text"]).read_text()}
-
-
-def execute(ctx: JobContext) -> dict[str, Path]:
-    EVENTS.append("execute")
-    out = ctx.path("result.txt")
-    out.write_text(ctx.inputs["text"].upper() + f" {np.random.rand():.6f}")
-    for step in range(3):
-        ctx.progress(step / 3, f"step {step}")
-        if ctx.options["mode"] == "cancel" and step == 1:
-            ctx.cancel.cancel()
-        ctx.cancel.check()
-        if ctx.options["mode"] == "crash" and step == 2:
-            raise RuntimeError("boom")
-    return {"result": out}
-
 
 ECHO = TaskSpec(
     name="echo", title="Echo", description="test task", checkpoints=(),
     inputs=(Input("text", "file", "a text file"),),
-    options=(Option("mode", "choice", "ok", "behaviour", choices=("ok", "cancel", "crash")),
-             Option("seed", "int", -1, "seed")),
-    pipeline="", validate="tests.test_jobs:validate", execute="tests.test_jobs:execute", bench="",
-    tiny_checkpoints="")
+    options=(Option("mode", "choice", "ok", "behaviour", choices=("ok", "cancel", "crash")), Option.seed(-1)),
+    package="tests.fake_tasks.echo")
 
 
 @pytest.fixture

@@ -78,3 +78,23 @@ def test_out_of_memory_becomes_resource_error_and_frees_cache() -> None:
         with runtime.out_of_memory_as_resource_error(cache):
             raise torch.OutOfMemoryError("CUDA out of memory")
     assert cache.keys() == []
+
+
+def test_pinned_networks_and_kept_ones_are_not_evicted() -> None:
+    cache = runtime.ModelCache(budget_bytes=250, sizer=lambda v: 100)
+    with cache.pinned():
+        cache.get("a", lambda: "a")
+        cache.get("b", lambda: "b")
+        cache.get("c", lambda: "c")  # over budget, but a and b are in use by this job
+        assert set(cache.keys()) == {"a", "b", "c"}
+    cache.make_room(0, keep=["a"])  # after the job: the least recently used unpinned entry goes, never a kept one
+    assert set(cache.keys()) == {"a", "c"}
+
+
+def test_networks_are_sized_by_what_they_hold_on_the_cache_device() -> None:
+    cache = runtime.ModelCache(budget_bytes=10**9, device="cuda")
+    cache.get("host copy", lambda: torch.nn.Linear(10, 10))  # an offloaded network: on the host, costs the GPU nothing
+    assert cache.used == 0
+    cpu_cache = runtime.ModelCache(budget_bytes=10**9, device="cpu")
+    cpu_cache.get("net", lambda: torch.nn.Linear(10, 10))
+    assert cpu_cache.used == 110 * 4

@@ -146,12 +146,12 @@ def test_tab_through_gradio_client(session_engine: Engine, sheets: list[Path]) -
     try:
         client = Client(demo.local_url, verbose=False)
         video, download, gallery = client.predict(
-            [handle_file(str(s)) for s in sheets], None, None, "colour", "#ff0000", None,
-            12, "mp4", "crop", 512, 512, 0, 4, True, 128, api_name="/dance")
+            sheets=[handle_file(str(s)) for s in sheets], background="#ff0000", fps=12, frame_end=4, working_size=128,
+            api_name="/dance")
         path = Path(video["video"] if isinstance(video, dict) else video)
         assert len(frames_of(path)) == 4 and media.video_info(path).fps == pytest.approx(12)
         assert len(gallery) == 4 and download
-        cut = client.predict([handle_file(str(s)) for s in sheets], api_name="/dance_cutout_preview")
+        cut = client.predict(sheets=[handle_file(str(s)) for s in sheets], api_name="/dance_cutout_preview")
         assert len(cut) == len(sheets)
     finally:
         demo.close()

@@ -11,15 +11,24 @@ import torch
 
 from engine.errors import CheckpointError, InputError, JobCancelled
 from engine.pipelines.base import CancelToken
-from engine.pipelines.dance.bench import bench
 from engine.pipelines.dance.networks import NETWORK_NAMES
-from engine.pipelines.dance.pipeline import DancePipeline, frame_count
+from engine.pipelines.dance.pipeline import DancePipeline, frame_range
+from engine.pipelines.dance.spec import SPEC
+from engine.tasks import Options
 from engine.pipelines.dance.sheets import prepare_sheets, square_box
 from engine.pipelines.dance.udp import PoseImageSequence, UDPSequence
 
 from .conftest import SIZE
 
-UDP = {"pose_mode": "udp", "output_size": "crop", "working_size": SIZE}
+UDP = {"output_size": "crop", "working_size": SIZE}
+
+
+def options(given: dict) -> Options:
+    return SPEC.parse_options(given)
+
+
+def frame_count(poses: UDPSequence, given: dict) -> int:
+    return len(frame_range(options(given), len(poses)))
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +38,13 @@ def poses(tiny_space: Path) -> UDPSequence:
 
 @pytest.fixture(scope="module")
 def frames(pipeline, sheets, poses) -> list[np.ndarray]:
-    return list(pipeline({"sheets": sheets, "poses": poses}, UDP))
+    return list(pipeline({"sheets": sheets, "poses": poses}, options(UDP)))
 
 
 def test_load_is_strict_and_keeps_every_tensor(tiny_space, pipeline):
     for name in NETWORK_NAMES:
         saved = torch.load(tiny_space / "weights" / f"{name}.pth", weights_only=True)
-        loaded = pipeline.networks[name].state_dict()
+        loaded = pipeline.nets[name].state_dict()
         assert saved.keys() == loaded.keys()
         assert all(torch.equal(saved[k], loaded[k]) for k in saved), name
 
@@ -68,7 +77,7 @@ def test_udp_run_yields_one_pasted_frame_per_pose(frames, poses):
 
 
 def test_runs_are_deterministic_and_ranges_select_frames(pipeline, sheets, poses, frames):
-    again = list(pipeline({"sheets": sheets, "poses": poses}, {**UDP, "frame_start": 9, "frame_end": 20}))
+    again = list(pipeline({"sheets": sheets, "poses": poses}, options({**UDP, "frame_start": 9, "frame_end": 20})))
     assert len(again) == 3 and frame_count(poses, {**UDP, "frame_start": 9, "frame_end": 20}) == 3
     for a, b in zip(again, frames[9:]):
         np.testing.assert_array_equal(a, b)
@@ -77,9 +86,9 @@ def test_runs_are_deterministic_and_ranges_select_frames(pipeline, sheets, poses
 def test_sheet_features_are_computed_once_per_call(tiny_space, sheets, poses):
     pipe = DancePipeline.load({"conr": tiny_space}, "cpu", torch.float32)
     calls = []
-    hook = pipe.networks["udpparsernet"].backbone[0].register_forward_hook(lambda *a: calls.append(1))
+    hook = pipe.nets["udpparsernet"].backbone[0].register_forward_hook(lambda *a: calls.append(1))
     try:
-        list(pipe({"sheets": sheets, "poses": poses}, {**UDP, "frame_end": 4}))
+        list(pipe({"sheets": sheets, "poses": poses}, options({**UDP, "frame_end": 4})))
     finally:
         hook.remove()
     assert len(calls) == 1
@@ -87,9 +96,9 @@ def test_sheet_features_are_computed_once_per_call(tiny_space, sheets, poses):
 
 def test_fit_mode_returns_the_chosen_size(pipeline, sheets, poses, frames):
     fitted = next(iter(pipeline({"sheets": sheets, "poses": poses},
-                                {**UDP, "output_size": "fit", "width": 60, "height": 40})))
-    assert fitted.shape == (40, 60, 4)
-    assert not fitted[:, :15].any() and not fitted[:, 45:].any()  # 128x96 frame fits as 30x40, centred
+                                options({**UDP, "output_size": "fit", "width": 120, "height": 80}))))
+    assert fitted.shape == (80, 120, 4)
+    assert not fitted[:, :30].any() and not fitted[:, 90:].any()  # 128x96 frame fits as 60x80, centred
     assert fitted[..., 3].max() > 0
 
 
@@ -98,7 +107,7 @@ def test_parser_mode_renders_pose_pictures(pipeline, sheets, tiny_space, tmp_pat
         picture = np.roll(sheets[i % 2], 5 * i, axis=1)
         cv2.imwrite(str(tmp_path / f"{i}.png"), cv2.cvtColor(picture, cv2.COLOR_RGBA2BGRA))
     pictures = PoseImageSequence(tmp_path)
-    out = list(pipeline({"sheets": sheets, "poses": pictures}, {**UDP, "pose_mode": "parser"}))
+    out = list(pipeline({"sheets": sheets, "poses": pictures, "pose_mode": "parser"}, options(UDP)))
     assert len(out) == 3 and all(f.shape == (160, 120, 4) for f in out)
     assert all(0 <= f[..., 3].min() and f[..., 3].max() <= 1 for f in out)
     assert not np.array_equal(out[0], out[1])
@@ -106,40 +115,43 @@ def test_parser_mode_renders_pose_pictures(pipeline, sheets, tiny_space, tmp_pat
 
 def test_progress_and_cancellation(pipeline, sheets, poses):
     reports: list[float] = []
-    list(pipeline({"sheets": sheets, "poses": poses}, {**UDP, "frame_end": 3},
+    list(pipeline({"sheets": sheets, "poses": poses}, options({**UDP, "frame_end": 3}),
                   progress=lambda fraction, message: reports.append(fraction)))
     assert reports == pytest.approx([0.0, 1 / 3, 2 / 3, 1.0])
 
     cancel = CancelToken()
-    run = pipeline({"sheets": sheets, "poses": poses}, UDP, cancel=cancel)
+    run = pipeline({"sheets": sheets, "poses": poses}, options(UDP), cancel=cancel)
     next(run)
     cancel.cancel()
     with pytest.raises(JobCancelled):
         next(run)
 
 
-@pytest.mark.parametrize("options, match", [
-    ({"pose_mode": "video"}, "pose_mode"),
-    ({"output_size": "stretch"}, "output_size"),
-    ({"output_size": "fit", "width": 0, "height": 64}, "width"),
-    ({"working_size": 200}, "multiple of 128"),
-    ({"frame_start": 12}, "selects no frame"),
-    ({"pose_mode": "parser"}, "needs pose pictures"),
+@pytest.mark.parametrize("mode, given, match", [
+    ("video", {}, "pose_mode"),
+    ("udp", {"output_size": "stretch"}, "output_size"),
+    ("udp", {"output_size": "fit", "width": 0, "height": 64}, "width"),
+    ("udp", {"working_size": 200}, "working_size must be one of"),
+    ("udp", {"frame_start": 12}, "selects no frame"),
+    ("parser", {}, "needs pose pictures"),
 ])
-def test_bad_options_fail_before_any_frame(pipeline, sheets, poses, options, match):
+def test_bad_options_fail_before_any_frame(pipeline, sheets, poses, mode, given, match):
     with pytest.raises(InputError, match=match):
-        pipeline({"sheets": sheets, "poses": poses}, {**UDP, **options})
+        pipeline({"sheets": sheets, "poses": poses, "pose_mode": mode}, options({**UDP, **given}))
 
 
 def test_opaque_sheet_is_refused_at_call_time(pipeline, poses):
     with pytest.raises(InputError, match="Cut the character out"):
-        pipeline({"sheets": [np.full((64, 64, 4), 255, np.uint8)], "poses": poses}, UDP)
+        pipeline({"sheets": [np.full((64, 64, 4), 255, np.uint8)], "poses": poses}, options(UDP))
 
 
-def test_bench_reports_timings():
-    report = bench("cpu", size="tiny", sheets=2, frames=1)
-    assert report["device"] == "cpu" and report["dtype"] == "float32"
-    assert report["parser_s"] > 0 and report["s_per_frame"] > 0 and report["peak_mem_mb"] > 0
+def test_bench_times_the_parser_and_the_frames():
+    from engine import bench
+    from engine.pipelines.dance.spec import SPEC
+
+    report = bench.run(SPEC, device="cpu", size="tiny", sheets=2, frames=1)
+    assert report["timings_s"]["parser"] > 0 and report["results"]["resolution"] == 256
+    assert report["results"]["s_per_frame"] == pytest.approx(report["timings_s"]["frames"], abs=1e-3)
 
 
 def test_sheet_reference_keeps_the_originals_double_alpha(pipeline, sheets):

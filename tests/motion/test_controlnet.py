@@ -1,7 +1,8 @@
 import torch
 
 from engine.models.mofa.controlnet import FlowControlNet, downscale_flow
-from engine.pipelines.motion.tiny import TINY_UNET, randomise
+from engine.pipelines.motion.tiny import TINY_UNET
+from engine.testing.weights import randomise
 from tests.tolerance import assert_relative_close
 
 CONFIG = {k: v for k, v in TINY_UNET.items() if k != "num_frames"}

@@ -12,7 +12,6 @@ from gradio_client import Client, handle_file
 from engine import Engine, EngineConfig, media, runtime
 from engine.__main__ import main
 from engine.errors import InputError
-from engine.pipelines.motion.job import preview
 from tabs import build_app
 from tabs import motion_drawing as draw
 
@@ -161,16 +160,22 @@ def test_overlay_draws_paths_arrows_and_brush() -> None:
 
 def test_live_preview_runs_cmp_only(session_engine: Engine, tmp_path: Path) -> None:
     image = np.random.default_rng(1).integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)
-    flow, why = preview(session_engine, image, [[[20, 20], [40, 24]], [[5, 5]]], None, SIZE)
+
+    def preview(engine: Engine, trajectories: list) -> tuple[np.ndarray | None, str]:
+        shown = engine.preview("motion", "motion_field", image=image, trajectories=trajectories, brush=None, size=SIZE)
+        return shown.value, shown.note
+
+    flow, why = preview(session_engine, [[[20, 20], [40, 24]], [[5, 5]]])
     assert why == "" and flow.shape == (SIZE, SIZE, 3) and flow.min() < 200
-    assert preview(session_engine, image, [[[20, 20]]], None, SIZE)[0] is None  # unfinished: nothing to show
+    unfinished, why = preview(session_engine, [[[20, 20]]])  # nothing to show yet
+    assert unfinished is None and "at least two points" in why
     with pytest.raises(InputError, match="outside"):
-        preview(session_engine, image, [[[20, 20], [90, 20]]], None, SIZE)
+        preview(session_engine, [[[20, 20], [90, 20]]])
     with runtime.GPU_LOCK:
-        busy, why = preview(session_engine, image, [[[20, 20], [40, 24]]], None, SIZE)
+        busy, why = preview(session_engine, [[[20, 20], [40, 24]]])
     assert busy is None and "job is running" in why
     empty = Engine(EngineConfig(device="cpu", outputs=tmp_path, cache_dir=tmp_path / "empty", offline=True))
-    absent, why = preview(empty, image, [[[20, 20], [40, 24]]], None, SIZE)
+    absent, why = preview(empty, [[[20, 20], [40, 24]]])
     assert absent is None and "downloaded" in why
 
 
@@ -183,17 +188,15 @@ def test_tab_through_gradio_client(session_engine: Engine, files: dict[str, Path
     demo.queue().launch(prevent_thread_lock=True, quiet=True, allowed_paths=[str(session_engine.config.outputs)])
     try:
         client = Client(demo.local_url, verbose=False)
-        # image, trajectories JSON, brush, then scale, seed, frames, fps, steps, size, decode_chunk
         video, flow, hint, extras = client.predict(
-            handle_file(str(files["image"])), json.dumps(TRACKS), handle_file(str(files["brush"])),
-            0.6, 3, 4, 10, 2, SIZE, 8, api_name="/motion")
+            image=handle_file(str(files["image"])), trajectories=json.dumps(TRACKS),
+            brush=handle_file(str(files["brush"])), **OPTIONS, api_name="/motion")
         paths = [Path(v["video"] if isinstance(v, dict) else v) for v in (video, flow)]
         assert [len(frames_of(p)) for p in paths] == [4, 4]
         assert media.read_image(hint).shape == (SIZE, SIZE, 3)
         settings = json.loads(Path(next(e for e in extras if e.endswith("settings.json"))).read_text())
         assert settings["inputs"]["trajectories"] == TRACKS and settings["options"]["seed"] == 3
         with pytest.raises(Exception, match="not valid JSON"):
-            client.predict(handle_file(str(files["image"])), "[[1,", None, 0.6, 3, 4, 10, 2, SIZE, 8,
-                           api_name="/motion")
+            client.predict(image=handle_file(str(files["image"])), trajectories="[[1,", **OPTIONS, api_name="/motion")
     finally:
         demo.close()

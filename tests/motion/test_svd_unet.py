@@ -1,7 +1,8 @@
 import torch
 
 from engine.models.mofa.svd_unet import MofaSVDUNet
-from engine.pipelines.motion.tiny import TINY_UNET, randomise
+from engine.pipelines.motion.tiny import TINY_UNET
+from engine.testing.weights import randomise
 from tests.tolerance import assert_relative_close
 
 MULTIPLICITY = [4, 4, 4, 4, 3, 3, 3, 2, 2, 2, 1, 1]

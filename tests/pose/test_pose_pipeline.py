@@ -9,6 +9,8 @@ from engine.errors import InputError, JobCancelled
 from engine.pipelines.base import CancelToken
 from engine.pipelines.pose import pipeline as pose_pipeline_module
 from engine.pipelines.pose.pipeline import PosePipeline
+from engine.pipelines.pose.spec import SPEC
+from engine.tasks import Options
 from tests.tolerance import assert_relative_close
 
 
@@ -19,6 +21,10 @@ def clip(frames: int, seed: int = 0, size: int = 64) -> dict[str, Any]:
 
 
 SMALL = {"size": 64, "steps": 1, "context": 2, "overlap": 1}  # two frames: one window
+
+
+def options(given: dict[str, Any]) -> Options:
+    return SPEC.parse_options(given)
 
 
 def test_twenty_frames_run_three_windows_with_wrap_around(pose_pipeline: PosePipeline,
@@ -33,7 +39,7 @@ def test_twenty_frames_run_three_windows_with_wrap_around(pose_pipeline: PosePip
     monkeypatch.setattr(pose_pipeline_module, "window_schedule", spy_schedule)
     hook = pose_pipeline.unet.register_forward_pre_hook(lambda m, args: calls.append(tuple(args[0].shape)))
     try:
-        frames = pose_pipeline(clip(20), {"size": 64, "steps": 2, "guidance": 7.5, "seed": 1},
+        frames = pose_pipeline(clip(20), options({"size": 64, "steps": 2, "guidance": 7.5, "seed": 1}),
                                progress=lambda f, m: reports.append((f, m)))
     finally:
         hook.remove()
@@ -47,25 +53,25 @@ def test_twenty_frames_run_three_windows_with_wrap_around(pose_pipeline: PosePip
 
 
 def test_same_seed_same_frames_and_inputs_matter(pose_pipeline: PosePipeline) -> None:
-    first = pose_pipeline(clip(2), {**SMALL, "seed": 7})
+    first = pose_pipeline(clip(2), options({**SMALL, "seed": 7}))
     assert first.shape == (2, 64, 64, 3)
-    np.testing.assert_array_equal(first, pose_pipeline(clip(2), {**SMALL, "seed": 7}))
-    assert np.abs(first.astype(int) - pose_pipeline(clip(2), {**SMALL, "seed": 8})).max() > 2
+    np.testing.assert_array_equal(first, pose_pipeline(clip(2), options({**SMALL, "seed": 7})))
+    assert np.abs(first.astype(int) - pose_pipeline(clip(2), options({**SMALL, "seed": 8}))).max() > 2
     other_reference = {**clip(2), "reference": clip(3, seed=5)["reference"]}
-    assert np.abs(first.astype(int) - pose_pipeline(other_reference, {**SMALL, "seed": 7})).max() > 0
+    assert np.abs(first.astype(int) - pose_pipeline(other_reference, options({**SMALL, "seed": 7}))).max() > 0
 
 
 def test_guidance_one_is_the_conditional_prediction(pose_pipeline: PosePipeline) -> None:
     captured = []
     hook = pose_pipeline.unet.register_forward_hook(lambda m, a, out: captured.append(out))
     try:
-        pose_pipeline(clip(2), {**SMALL, "seed": 3, "guidance": 1.0})
-        pose_pipeline(clip(2), {**SMALL, "seed": 3, "guidance": 2.0})
+        pose_pipeline(clip(2), options({**SMALL, "seed": 3, "guidance": 1.0}))
+        pose_pipeline(clip(2), options({**SMALL, "seed": 3, "guidance": 2.0}))
     finally:
         hook.remove()
     single, pair = captured
     assert single.shape[0] == 1 and pair.shape[0] == 2
-    torch.testing.assert_close(single[0], pair[1], atol=1e-5, rtol=1e-4)  # cond half reads the reference
+    assert_relative_close(single[0], pair[1])  # the cond half reads the reference
     assert (pair[0] - pair[1]).abs().max() > 1e-4
 
 
@@ -73,7 +79,7 @@ def test_cancel_before_start_and_between_steps(pose_pipeline: PosePipeline) -> N
     token = CancelToken()
     token.cancel()
     with pytest.raises(JobCancelled):
-        pose_pipeline(clip(2), SMALL, cancel=token)
+        pose_pipeline(clip(2), options(SMALL), cancel=token)
     token, steps = CancelToken(), []
 
     def cancel_after_first_step(fraction: float, message: str) -> None:
@@ -82,11 +88,11 @@ def test_cancel_before_start_and_between_steps(pose_pipeline: PosePipeline) -> N
             token.cancel()
 
     with pytest.raises(JobCancelled):
-        pose_pipeline(clip(2), {**SMALL, "steps": 3}, progress=cancel_after_first_step, cancel=token)
+        pose_pipeline(clip(2), options({**SMALL, "steps": 3}), progress=cancel_after_first_step, cancel=token)
     assert steps == ["Encoding the reference, denoising", "Denoising step 1/3"]
 
 
-@pytest.mark.parametrize(("inputs", "options", "match"), [
+@pytest.mark.parametrize(("inputs", "given", "match"), [
     (clip(2, size=48), {"size": 64}, "resize the DensePose video"),
     ({"reference": clip(1)["reference"], "motion": []}, {"size": 64}, "no frames"),
     ({"reference": clip(1)["reference"].astype(np.float32), "motion": clip(1)["motion"]}, {"size": 64}, "uint8"),
@@ -95,30 +101,32 @@ def test_cancel_before_start_and_between_steps(pose_pipeline: PosePipeline) -> N
     (clip(1), {"size": 64, "overlap": 16}, "overlap"),
     (clip(1), {"size": 64, "context": 32}, "context"),
     (clip(1), {"size": 64, "guidance": 0.5}, "guidance"),
-    (clip(1), {"size": 64, "steps": "many"}, "wrong type"),
+    (clip(1), {"size": 64, "steps": "many"}, "steps must be int"),
     (clip(1), {"size": 64, "strength": 1}, "Unknown option"),
 ])
-def test_bad_input_is_an_input_error(pose_pipeline: PosePipeline, inputs: dict, options: dict, match: str) -> None:
+def test_bad_input_is_an_input_error(pose_pipeline: PosePipeline, inputs: dict, given: dict, match: str) -> None:
     with pytest.raises(InputError, match=match):
-        pose_pipeline(inputs, options)
+        pose_pipeline(inputs, options(given))
 
 
 def test_bench_times_the_requested_steps_over_all_windows():
-    from engine.pipelines.pose.bench import bench
+    from engine import bench
+    from engine.pipelines.pose.spec import SPEC
 
-    report = bench("cpu", size="tiny", frames=20, steps=1)
-    assert report["frames"] == 20 and report["windows"] == 3 and report["resolution"] == 64
-    assert report["s_per_step"] > 0 and report["peak_memory_gib"] > 0
-    assert report["s_per_frame_25_steps"] > 25 * report["s_per_step"] / 20
+    report = bench.run(SPEC, device="cpu", size="tiny", frames=20, steps=1)
+    results = report["results"]
+    assert report["settings"] == {"frames": 20, "steps": 1} and results["windows"] == 3 and results["resolution"] == 64
+    assert results["s_per_step"] == report["timings_s"]["denoise"] > 0 and report["peak_memory_gib"] > 0
+    assert results["s_per_frame_25_steps"] > 25 * results["s_per_step"] / 20
 
 
 def test_model_offload_stages_each_network_and_keeps_the_result(pose_folders, pose_pipeline: PosePipeline) -> None:
     from tests.offload_check import run_checking_stages
 
     offloaded = PosePipeline.load(pose_folders, "cpu", torch.float32, offload="model")
-    networks = {name: getattr(offloaded, name) for name in ("text_encoder", "vae", "controlnet", "appearance", "unet")}
-    frames = run_checking_stages(offloaded.offload, networks, lambda: offloaded(clip(3), {**SMALL, "seed": 3}))
-    np.testing.assert_array_equal(frames, pose_pipeline(clip(3), {**SMALL, "seed": 3}))
+    frames = run_checking_stages(offloaded.offload, offloaded.networks(),
+                                 lambda: offloaded(clip(3), options({**SMALL, "seed": 3})))
+    np.testing.assert_array_equal(frames, pose_pipeline(clip(3), options({**SMALL, "seed": 3})))
 
 
 def test_residual_size_estimate_matches_the_controlnet_outputs(pose_pipeline: PosePipeline) -> None:
@@ -133,17 +141,17 @@ def test_residual_size_estimate_matches_the_controlnet_outputs(pose_pipeline: Po
 
 def test_long_clips_recompute_residuals_per_window_with_the_same_result(pose_pipeline: PosePipeline,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    options = {"size": 64, "steps": 2, "context": 4, "overlap": 1, "seed": 2}
+    given = options({"size": 64, "steps": 2, "context": 4, "overlap": 1, "seed": 2})
     # compare the final latents: rounding to uint8 frames would hide small differences
     monkeypatch.setattr(pose_pipeline, "_decode", lambda latents, progress, cancel: latents.numpy())
     calls: list[int] = []
     hook = pose_pipeline.controlnet.register_forward_pre_hook(lambda m, args: calls.append(len(args[0])))
     try:
-        cached = pose_pipeline(clip(7), options)
+        cached = pose_pipeline(clip(7), given)
         assert calls == [4, 4] * 2  # 8 padded frames in chunks of 4, per step
         calls.clear()
         monkeypatch.setattr(pose_pipeline_module, "RESIDUAL_CACHE_BYTES", 0)
-        recomputed = pose_pipeline(clip(7), options)
+        recomputed = pose_pipeline(clip(7), given)
     finally:
         hook.remove()
     assert calls == [4, 4, 4] * 2  # one ControlNet pass per window: 3 windows (with wrap-around), per step

@@ -10,8 +10,9 @@ from diffusers.models.attention import BasicTransformerBlock
 from safetensors.torch import load_file
 
 from engine.pipelines.pose.appearance import AppearanceEncoder, load_appearance_encoder
-from engine.pipelines.pose.tiny import TINY_UNET, randomise_zeros, tiny_unet3d
+from engine.pipelines.pose.tiny import TINY_UNET, tiny_unet3d
 from engine.pipelines.pose.unet3d import SpatialBlock
+from engine.testing.weights import randomise
 from engine.weights import DIFFUSERS_WEIGHTS
 from tests.tolerance import assert_relative_close
 
@@ -60,7 +61,7 @@ def test_reader_blocks_pair_with_writers_by_width(encoder: AppearanceEncoder) ->
 def test_cond_half_reads_reference_and_uncond_half_does_not() -> None:
     torch.manual_seed(0)
     dim, frames, tokens = 64, 3, 5
-    block = randomise_zeros(SpatialBlock(dim, heads=8, cross_dim=32), torch.Generator().manual_seed(1)).eval()
+    block = randomise(SpatialBlock(dim, heads=8, cross_dim=32), torch.Generator().manual_seed(1)).eval()
     x = torch.randn(2 * frames, tokens, dim)
     context = torch.randn(2 * frames, 7, 32)
     reference = torch.randn(6, dim)

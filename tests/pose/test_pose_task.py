@@ -139,7 +139,7 @@ def _empty_video(path: Path) -> Path:
 @pytest.mark.parametrize("case, match", [
     ("not_a_video", "Could not open 'motion.mp4' as a video"), ("zero_frames", "'empty.avi' contains no frames"),
     ("unreadable_image", "Could not read 'reference.png' as an image"), ("huge_image", "'huge.png' is too large"),
-    ("huge_size", "size must be at most 768"), ("odd_size", "multiple of 64"), ("overlap", "overlap must be"),
+    ("huge_size", "size must be at most 768"), ("odd_size", "multiple of 64"), ("overlap", "must be smaller than context"),
     ("no_motion", "Give a motion video"),
 ])
 def test_bad_inputs_fail_before_loading_and_write_nothing(engine: Engine, files: dict[str, Path], tmp_path: Path,
@@ -207,18 +207,17 @@ def test_tab_through_gradio_client(session_engine: Engine, files: dict[str, Path
     demo.queue().launch(prevent_thread_lock=True, quiet=True, allowed_paths=[str(session_engine.config.outputs)])
     try:
         client = Client(demo.local_url, verbose=False)
-        # image, motion, then size, steps, guidance, seed, fps, fit, grid, context, overlap
-        video, grid = client.predict(handle_file(str(files["reference"])), handle_file(str(files["motion4"])),
-                                     SIZE, 1, 7.5, 3, 25, "pad", True, 4, 1, api_name="/pose")
+        inputs = {"image": handle_file(str(files["reference"])), "motion": handle_file(str(files["motion4"]))}
+        options = {"size": SIZE, "steps": 1, "seed": 3, "fit": "pad", "context": 4, "overlap": 1}
+        video, grid = client.predict(**inputs, **options, api_name="/pose")
         video, grid = (Path(v["video"] if isinstance(v, dict) else v) for v in (video, grid))
         assert len(frames_of(video)) == 4
         assert [f.shape for f in frames_of(grid)] == [(SIZE, 3 * SIZE, 3)] * 4
-        preview = client.predict(handle_file(str(files["reference"])), "pad", SIZE,
+        preview = client.predict(image=handle_file(str(files["reference"])), fit="pad", size=SIZE,
                                  api_name="/pose_reference_preview")
         expected = fit_reference(media.read_image(files["reference"]), SIZE, "pad")
         np.testing.assert_array_equal(media.read_image(preview), expected)
-        with pytest.raises(Exception, match="overlap must be at least 0 and smaller than context"):
-            client.predict(handle_file(str(files["reference"])), handle_file(str(files["motion4"])),
-                           SIZE, 1, 7.5, 3, 25, "pad", True, 4, 4, api_name="/pose")
+        with pytest.raises(Exception, match=r"overlap \(4\) must be smaller than context \(4\)"):
+            client.predict(**inputs, **{**options, "overlap": 4}, api_name="/pose")
     finally:
         demo.close()

@@ -8,8 +8,9 @@ from diffusers import UNet2DConditionModel
 from diffusers.models.resnet import ResnetBlock2D
 
 from engine.pipelines.pose.motion_module import MotionModule
-from engine.pipelines.pose.tiny import randomise_zeros, tiny_unet3d
+from engine.pipelines.pose.tiny import tiny_unet3d
 from engine.pipelines.pose.unet3d import ResnetBlock3D, UNet3DConditionModel, UNet3DConfig
+from engine.testing.weights import randomise
 from tests.tolerance import assert_relative_close
 
 
@@ -39,7 +40,7 @@ def test_full_size_keys_match_published_layout() -> None:
 
 def test_resnet_groupnorm_pools_over_frames_unlike_diffusers_resnet2d() -> None:
     torch.manual_seed(0)
-    block = randomise_zeros(ResnetBlock3D(32, 64, 128, groups=32, eps=1e-5), torch.Generator().manual_seed(1)).eval()
+    block = randomise(ResnetBlock3D(32, 64, 128, groups=32, eps=1e-5), torch.Generator().manual_seed(1)).eval()
     per_frame = ResnetBlock2D(in_channels=32, out_channels=64, temb_channels=128, groups=32, eps=1e-5).eval()
     per_frame.load_state_dict(block.state_dict())
     x, temb = frames_with_different_statistics(1, 32, 4, 6), torch.randn(1, 128)
@@ -116,7 +117,7 @@ def independent_motion_module(module: MotionModule, x: torch.Tensor, heads: int 
 
 def test_motion_module_matches_independent_statement() -> None:
     torch.manual_seed(0)
-    module = randomise_zeros(MotionModule(64), torch.Generator().manual_seed(2)).eval()
+    module = randomise(MotionModule(64), torch.Generator().manual_seed(2)).eval()
     x = frames_with_different_statistics(2, 64, 5, 3)
     with torch.no_grad():
         assert_relative_close(module(x), independent_motion_module(module, x))

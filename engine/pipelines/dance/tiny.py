@@ -13,6 +13,7 @@ from PIL import Image
 
 from engine.pipelines.dance.cutout import MODEL_FILE
 from engine.pipelines.dance.networks import DanceNetConfig, build_networks
+from engine.testing.weights import randomise
 
 TINY_POSE_FRAMES = 12
 TINY_POSE_SIZE = (128, 96)  # height, width: not square, so height/width mix-ups show
@@ -39,17 +40,10 @@ def write_conr(folder: Path, seed: int = 0) -> None:
 
 
 def random_networks(config: DanceNetConfig, seed: int) -> dict[str, torch.nn.Module]:
-    """Networks with seeded random weights; constant-initialised tensors (norm scales/shifts, PReLU
-    slopes) are perturbed too so that a wrong use of them changes the output."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        networks = build_networks(config)
-        with torch.no_grad():
-            for net in networks.values():
-                for param in net.parameters():
-                    if param.numel() > 0 and bool(param.min() == param.max()):
-                        param.add_(torch.empty_like(param).uniform_(-0.3, 0.3))
-    return networks
+    """The four networks with seeded random weights (constant-initialised norm scales and PReLU slopes too, so that
+    a wrong use of them changes the output)."""
+    generator = torch.Generator().manual_seed(seed)
+    return {name: randomise(net, generator) for name, net in build_networks(config).items()}
 
 
 def synthetic_udp_frames(count: int, size: tuple[int, int]) -> list[np.ndarray]:
@@ -119,3 +113,13 @@ def write_tiny_cutout(path: Path) -> None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 9
     onnx.save(model, str(path))
+
+
+def tiny_inputs(folder: Path) -> tuple[dict[str, object], dict[str, object]]:
+    """Small inputs and options for a quick run on the tiny models (the contract test): two drawn sheets, three
+    frames of the example motion."""
+    sheets = []
+    for view in range(2):
+        sheets.append(folder / f"sheet{view}.png")
+        Image.fromarray(synthetic_sheet(view), "RGBA").save(sheets[-1])
+    return {"sheets": sheets}, {"working_size": 128, "frame_end": 3}

@@ -7,13 +7,12 @@ from pathlib import Path
 import torch
 import yaml
 from diffusers import AutoencoderKLTemporalDecoder
-from safetensors.torch import save_file
-from torch import nn
 
 from engine.models.mofa.cmp import CMPConfig, CMPNet
 from engine.models.mofa.controlnet import FlowControlNet
 from .pipeline import CMP_CHECKPOINT, CMP_CONFIG, CONTROLNET_DIR, OPENAI_CLIP_STATS, SVD_KEY, TRAJ_KEY
 from engine.models.mofa.svd_unet import MofaSVDUNet
+from engine.testing.weights import randomise, save_diffusers_folder
 
 TINY_UNET = dict(block_out_channels=(32, 64, 64, 64), layers_per_block=2, num_attention_heads=(2, 4, 4, 4),
                  cross_attention_dim=32, addition_time_embed_dim=8, projection_class_embeddings_input_dim=24,
@@ -31,36 +30,12 @@ SVD_SCHEDULER = {
     "trained_betas": None, "use_karras_sigmas": True}
 
 
-def randomise(module: nn.Module, generator: torch.Generator) -> nn.Module:
-    """Random weights everywhere, zero-initialised layers included; BatchNorm statistics too."""
-    for name, tensor in module.state_dict().items():
-        if not tensor.is_floating_point():
-            continue
-        noise = torch.randn(tensor.shape, generator=generator)
-        if name.endswith("running_var"):
-            tensor.copy_(noise.abs() * 0.5 + 0.5)
-        elif name.endswith(("norm.weight", "norm1.weight", "norm2.weight", "norm3.weight")) or ".bn" in name:
-            tensor.copy_(1 + 0.1 * noise)
-        else:
-            fan_in = tensor[0].numel() if tensor.ndim > 1 else 1
-            tensor.copy_(noise / max(fan_in, 1) ** 0.5 * (1.0 if tensor.ndim > 1 else 0.1))
-    return module
-
-
-def _save_diffusers(model: nn.Module, folder: Path, fp16_variant: bool) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_config(folder)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(folder / "diffusion_pytorch_model.safetensors"))
-    if fp16_variant:
-        save_file({k: v.half() for k, v in state.items()}, str(folder / "diffusion_pytorch_model.fp16.safetensors"))
-
-
 def write_svd(folder: Path, generator: torch.Generator) -> None:
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    _save_diffusers(randomise(MofaSVDUNet(**TINY_UNET), generator), folder / "unet", True)
-    _save_diffusers(randomise(AutoencoderKLTemporalDecoder(**TINY_VAE), generator), folder / "vae", True)
+    save_diffusers_folder(randomise(MofaSVDUNet(**TINY_UNET), generator), folder / "unet", fp16_variant=True)
+    save_diffusers_folder(randomise(AutoencoderKLTemporalDecoder(**TINY_VAE), generator), folder / "vae",
+                          fp16_variant=True)
     clip = randomise(CLIPVisionModelWithProjection(CLIPVisionConfig(**TINY_CLIP)), generator)
     clip.save_pretrained(folder / "image_encoder")
     clip.half().save_pretrained(folder / "image_encoder", variant="fp16")
@@ -98,7 +73,7 @@ def write_cmp(checkpoint: Path, config_file: Path, cfg: CMPConfig, generator: to
 
 def write_traj(folder: Path, generator: torch.Generator) -> None:
     unet_keys = {k: v for k, v in TINY_UNET.items() if k != "num_frames"}
-    _save_diffusers(randomise(FlowControlNet(**unet_keys), generator), folder / CONTROLNET_DIR, False)
+    save_diffusers_folder(randomise(FlowControlNet(**unet_keys), generator), folder / CONTROLNET_DIR)
     write_cmp(folder / CMP_CHECKPOINT, folder / CMP_CONFIG, TINY_CMP, generator)
 
 
@@ -108,3 +83,14 @@ def write_tiny_checkpoints(folders: dict[str, Path], seed: int = 0) -> None:
     with torch.no_grad():
         write_svd(Path(folders[SVD_KEY]), generator)
         write_traj(Path(folders[TRAJ_KEY]), generator)
+
+
+def tiny_inputs(folder: Path) -> tuple[dict[str, object], dict[str, object]]:
+    """Small inputs and options for a quick run on the tiny models (the contract test)."""
+    import numpy as np
+    from PIL import Image
+
+    picture = folder / "picture.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(picture)
+    return ({"image": picture, "trajectories": [[[10, 12], [30, 20], [44, 40]]]},
+            {"frames": 3, "steps": 2, "size": 64, "seed": 3})

@@ -13,12 +13,12 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 from safetensors.torch import save_file
-from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from engine.pipelines.pose.appearance import prune
 from engine.pipelines.pose.unet3d import SD_DOWN, SD_UP, UNet3DConditionModel, UNet3DConfig
 from engine.pipelines.pose.weights import read_temporal_checkpoint
+from engine.testing.weights import randomise, save_diffusers_folder
 from engine.weights import DIFFUSERS_WEIGHTS
 
 TINY_UNET = {
@@ -40,15 +40,6 @@ TINY_VAE = {
 TOKENS = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
           "pad_token": "<|endoftext|>"}
 TEMPORAL = ("temporal_attention", "temporal_attention.ckpt")
-
-
-def randomise_zeros(module: nn.Module, generator: torch.Generator, std: float = 0.05) -> nn.Module:
-    """Give random values to every all-zero parameter (zero-initialised layers, norm biases)."""
-    with torch.no_grad():
-        for param in module.parameters():
-            if not param.any():
-                param.copy_(torch.randn(param.shape, generator=generator) * std)
-    return module
 
 
 def _byte_alphabet() -> list[str]:
@@ -74,44 +65,27 @@ def write_tokenizer(folder: Path) -> int:
     return len(vocab)
 
 
-def _save_diffusers(folder: Path, class_name: str, config: dict, state: dict[str, torch.Tensor]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(config | {"_class_name": class_name}))
-    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / DIFFUSERS_WEIGHTS))
-
-
 def tiny_unet3d(seed: int = 0) -> UNet3DConditionModel:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return randomise_zeros(UNet3DConditionModel(UNet3DConfig.from_sd_config(TINY_UNET)), generator)
+    return randomise(UNet3DConditionModel(UNet3DConfig.from_sd_config(TINY_UNET)), torch.Generator().manual_seed(seed))
 
 
 def write_tiny_checkpoints(folders: dict[str, Path], seed: int = 0) -> None:
     """Write the three checkpoint repositories with tiny random models (UNet3D as a raw torch.save dict)."""
     sd15, vae_dir, magic = (Path(folders[name]) for name in ("sd15", "sd_vae_mse", "magicanimate"))
     generator = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        vocab_size = write_tokenizer(sd15 / "tokenizer")
-        text = CLIPTextModel(CLIPTextConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=37,
-                                            num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77,
-                                            bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1,
-                                            pad_token_id=vocab_size - 1))
-        text.save_pretrained(sd15 / "text_encoder")
-        (sd15 / "unet").mkdir(parents=True, exist_ok=True)
-        (sd15 / "unet" / "config.json").write_text(json.dumps(TINY_UNET))
-
-        vae = randomise_zeros(AutoencoderKL(**TINY_VAE), generator)
-        _save_diffusers(vae_dir, "AutoencoderKL", TINY_VAE, vae.state_dict())
-
-        appearance = prune(randomise_zeros(UNet2DConditionModel(**{k: v for k, v in TINY_UNET.items()
-                                                                    if not k.startswith("_")}), generator))
-        _save_diffusers(magic / "appearance_encoder", "AppearanceEncoderModel", TINY_UNET, appearance.state_dict())
-
-        controlnet = randomise_zeros(ControlNetModel(**TINY_CONTROLNET), generator)
-        _save_diffusers(magic / "densepose_controlnet", "ControlNetModel", TINY_CONTROLNET, controlnet.state_dict())
-
+    vocab_size = write_tokenizer(sd15 / "tokenizer")
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=37,
+                                        num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77,
+                                        bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1,
+                                        pad_token_id=vocab_size - 1))
+    randomise(text, generator).save_pretrained(sd15 / "text_encoder")
+    (sd15 / "unet").mkdir(parents=True, exist_ok=True)
+    (sd15 / "unet" / "config.json").write_text(json.dumps(TINY_UNET))
+    save_diffusers_folder(randomise(AutoencoderKL(**TINY_VAE), generator), vae_dir)
+    appearance = UNet2DConditionModel(**{k: v for k, v in TINY_UNET.items() if not k.startswith("_")})
+    save_diffusers_folder(prune(randomise(appearance, generator)), magic / "appearance_encoder",
+                          class_name="AppearanceEncoderModel")
+    save_diffusers_folder(randomise(ControlNetModel(**TINY_CONTROLNET), generator), magic / "densepose_controlnet")
     (magic / TEMPORAL[0]).mkdir(parents=True, exist_ok=True)
     torch.save(tiny_unet3d(seed + 1).state_dict(), magic.joinpath(*TEMPORAL))
 
@@ -134,3 +108,16 @@ def rewrite_temporal_checkpoint(folders: dict[str, Path], variant: str) -> None:
         torch.save({"unet." + k: v for k, v in state.items() if "motion_modules" in k}, path)
         spatial = {k: v.contiguous() for k, v in state.items() if "motion_modules" not in k}
         save_file(spatial, str(Path(folders["sd15"]) / "unet" / DIFFUSERS_WEIGHTS))
+
+
+def tiny_inputs(folder: Path) -> tuple[dict[str, object], dict[str, object]]:
+    """Small inputs and options for a quick run on the tiny models (the contract test)."""
+    import numpy as np
+
+    from engine import media
+
+    rng = np.random.default_rng(0)
+    media.write_png(folder / "reference.png", rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    media.write_mp4(folder / "motion.mp4", [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(3)], 25)
+    return ({"image": folder / "reference.png", "motion": folder / "motion.mp4"},
+            {"size": 64, "steps": 2, "context": 2, "overlap": 1, "seed": 3})

@@ -1,0 +1,1 @@
+"""Task packages that exist only for tests (registered with Engine(tasks=...) or engine.tasks[...])."""

@@ -1,0 +1,1 @@
+"""A task without models, for the job machinery's tests."""

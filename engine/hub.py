@@ -11,7 +11,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import yaml
 
@@ -228,6 +228,3 @@ def human_size(num_bytes: float) -> str:
         return f"{num_bytes / 2**20:.0f} MB"
     return f"{num_bytes / 2**30:.1f} GB"
 
-
-def total_size_mb(specs: Iterable[CheckpointSpec]) -> float:
-    return sum(s.size_mb for s in specs)

@@ -9,7 +9,6 @@ production resolution path (snapshot_download with local_files_only) finds them.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import re
 from pathlib import Path

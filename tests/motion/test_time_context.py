@@ -1,12 +1,12 @@
 """The demo's diffusers 0.24 temporal cross-attention context order (batch-interleaved under CFG)."""
-from dataclasses import replace
 
 import numpy as np
 import torch
 from diffusers.models.attention import TemporalBasicTransformerBlock
 from diffusers.models.transformers.transformer_temporal import TransformerSpatioTemporalModel
 
-from engine.pipelines.motion.pipeline import MotionOptions, MotionPipeline
+from engine.pipelines.motion.pipeline import MotionPipeline
+from engine.pipelines.motion.spec import SPEC
 from engine.models.mofa.time_context import legacy_time_context
 
 
@@ -47,13 +47,13 @@ def test_pipeline_uses_the_demo_order_in_unet_and_controlnet(tiny_pipeline: Moti
     """Under CFG, rows alternate zero (unconditional) / image embedding, as in the original (diffusers 0.24)."""
     image = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     flow = torch.zeros(3, 2, 64, 64)
-    opts = MotionOptions(frames=4, steps=1, size=64)
+    opts = SPEC.parse_options({"frames": 4, "steps": 1, "size": 64})
     unet_seen, unet_handles = spy_contexts(tiny_pipeline.unet)
     cn_seen, cn_handles = spy_contexts(tiny_pipeline.controlnet)
     try:
         legacy = tiny_pipeline.generate(image, flow, opts)
         first_unet, first_cn = unet_seen[0], cn_seen[0]
-        corrected = tiny_pipeline.generate(image, flow, replace(opts, demo_context_order=False))
+        corrected = tiny_pipeline.generate(image, flow, opts.replace(demo_context_order=False))
         fixed_unet = unet_seen[len(unet_seen) // 2]
     finally:
         for handle in unet_handles + cn_handles:

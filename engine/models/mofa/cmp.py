@@ -22,7 +22,11 @@ from engine.errors import CheckpointError
 
 @dataclass(frozen=True)
 class CMPConfig:
-    """Published values are the defaults (ResNet-50, 99 bins over +-50 px, 384x384 input)."""
+    """Published values are the defaults (ResNet-50, 99 bins over +-50 px, 384x384 input).
+
+    img_enc_dim 256, sparse_enc_dim 16, nbins 99, fmax 50, crop 384: MOFA-Video-Traj/models/cmp/experiments/
+    semiauto_annot/resnet50_vip+mpii_liteflow/config.yaml@3ad3b546da4c; decoder width 128: MotionDecoderSkipLayer
+    in MOFA-Video-Traj/models/cmp/models/modules/decoder.py@3ad3b546da4c."""
 
     base_width: int = 64
     blocks: tuple[int, int, int, int] = (3, 4, 6, 3)

@@ -23,11 +23,11 @@ from torch import nn
 from engine.models.mofa.softsplat import splat_average
 from engine.models.mofa.svd_unet import embed_time, run_block
 
-FLOW_SCALES = (8, 16, 32, 64)
-
-
 class ConditioningEmbedding(nn.Module):
-    """3x3 conv stack with three stride-2 convs (image -> 1/8 resolution) and a zero-init conv out."""
+    """3x3 conv stack with three stride-2 convs (image -> 1/8 resolution) and a zero-init conv out.
+
+    widths (16, 32, 96, 256): FlowControlNetConditioningEmbeddingSVD in
+    MOFA-Video-Traj/models/svdxt_featureflow_forward_controlnet_s2d_fixcmp_norefine.py@3ad3b546da4c."""
 
     def __init__(self, c_out: int, c_in: int = 3, widths: Sequence[int] = (16, 32, 96, 256)) -> None:
         super().__init__()
@@ -96,6 +96,8 @@ class SVDControlNetBase(ModelMixin, ConfigMixin):
     Head counts follow what the published adapters were trained with: the original always built its
     parent with default arguments, so down block 2 uses the head count of down block 1 ((5,10,10,20)).
     Heads do not change weight shapes, only the attention split.
+    The __init__ defaults are FlowControlNet's in
+    MOFA-Video-Traj/models/svdxt_featureflow_forward_controlnet_s2d_fixcmp_norefine.py@3ad3b546da4c.
     """
 
     _supports_gradient_checkpointing = False

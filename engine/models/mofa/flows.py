@@ -5,6 +5,9 @@ resampled with PCHIP to one point per frame, and frame t's sparse hint is a sing
 point holding int64(p_t - p_0) (truncated toward zero). The motion brush is resized BILINEARLY (the
 original passed INTER_NEAREST in cv2.resize's `dst` slot) and trajectories starting on a 255 pixel of
 it form the "in" set.
+Sources: MOFA-Video-Traj/run_gradio.py@3ad3b546da4c (384, 512/64 in preprocess_image, PCHIP interpolate_trajectory);
+flow_to_rgb: flow_to_image and make_color_wheel in MOFA-Video-Traj/utils/flow_viz.py@3ad3b546da4c
+(1e7, 0.75, 15/6/4/11/13/6).
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-_EPS = 1e-7
+_EPS = 1e-7  # the 0.0000001 of softsplat()'s 'avg' mode, MOFA-Video-Traj/models/softsplat.py@3ad3b546da4c
 
 
 def splat_sum(values: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,7 @@ diffusers' `UNetSpatioTemporalConditionModel` supplies the layers and key names;
 ours. MOFA adds the residuals INSIDE the down-block loop: after every down block, all skips collected
 so far get their residual again. The first four skips therefore receive theirs four times, and so on:
 multiplicity [4,4,4,4,3,3,3,2,2,2,1,1]; the mid residual is added once. The adapter weights expect it.
+(The down-block loop of MOFA-Video-Traj/models/unet_spatio_temporal_condition_controlnet.py@3ad3b546da4c.)
 """
 from __future__ import annotations
 

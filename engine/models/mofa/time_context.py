@@ -1,6 +1,7 @@
 """The temporal cross-attention context order of diffusers < 0.27, which the published MOFA demo ran with.
 
-MOFA pins diffusers 0.24. There, `TransformerSpatioTemporalModel` laid out the temporal cross-attention
+MOFA pins diffusers 0.24 (MOFA-Video-Traj/requirements.txt@3ad3b546da4c).
+There, `TransformerSpatioTemporalModel` laid out the temporal cross-attention
 context (the first-frame CLIP embedding) in (h w b) order while the hidden states are in (b h w) order
 (fixed upstream in diffusers PR #7268, release 0.27). With a batch of B > 1, which CFG always makes
 (B = 2: zero embedding, image embedding), spatial position p of EVERY sample attends to the context of

@@ -11,6 +11,7 @@ import numpy as np
 
 MODEL_FILE = "isnetis.onnx"
 OPAQUE_MEAN = 0.95  # CoNR refuses sheets whose mean alpha is at least this: they have no transparent area
+# (the assert in shader_forward, conr.py@660c4f771390)
 
 
 def needs_cutout(image: np.ndarray) -> bool:

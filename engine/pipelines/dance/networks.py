@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# DIM_SHADER_REFERENCE 4 and the (x - 0.6) / 0.2970 input normalisation: conr.py@660c4f771390; 32 flow channels:
+# DecoderBlock's out_local_flows / out_msgs_flows in model/shader.py@660c4f771390.
 SHADER_REFERENCE_CHANNELS = 4  # DIM_SHADER_REFERENCE: premultiplied RGB + alpha of each sheet view
 FLOW_CHANNELS = 2
 GROUP_FLOW_CHANNELS = 32  # messages are warped by 16 flows (16 channel groups)
@@ -83,7 +85,10 @@ class DanceNetConfig:
 
     @classmethod
     def full(cls) -> "DanceNetConfig":
-        """The published networks (57.22M / 26.96M / 96.14M / 84,484 parameters)."""
+        """The published networks (57.22M / 26.96M / 96.14M / 84,484 parameters).
+
+        decoder_filters: conr.py@660c4f771390; shader widths/blocks: CINN defaults in model/shader.py@660c4f771390;
+        decoder 64 channels, 1 block: RGBADecoderNet in model/decoder_small.py@660c4f771390."""
         filters = (512, 384, 256, 128, 32)
         return cls(
             parser=UNetSpec(ResNetSpec("bottleneck", (3, 4, 6, 3), (64, 128, 256, 512), 64, 3, True), filters, 4),
@@ -247,7 +252,6 @@ class UpsampleBlock(nn.Module):
 
 
 SKIP_CHILDREN = (2, 4, 5, 6)  # stem ReLU, layer1, layer2, layer3
-BOTTLENECK_CHILD = 7  # layer4
 
 
 class ResEncUnet(nn.Module):

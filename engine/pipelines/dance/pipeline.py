@@ -21,7 +21,7 @@ from engine.pipelines.dance.sheets import check_output_size, fit_frame, paste_ba
 from engine.pipelines.dance.udp import (PoseImageSequence, UDPSequence, check_udp_frame, predict_udp,
                                         prepare_pose_image, prepare_udp_frame)
 
-WORKING_SIZE = 256
+WORKING_SIZE = 256  # --dataloader_imgsize default in train.py@660c4f771390
 SIZE_MULTIPLE = 128  # five stride-2 stages, then the shader's own /4 on the coarsest level
 POSE_MODES = ("udp", "parser")
 

@@ -4,6 +4,7 @@ Every image the networks see (sheet views and pose frames) is cropped the same w
 alpha > 0 is grown to a centred square (Python `round`, as the original), padded with zeros where the
 square leaves the image, and resized to the working size (INTER_LINEAR when enlarging, INTER_AREA
 otherwise). The `CropBox` kept per pose frame puts the result back where the character was.
+Crop and resizes: data_loader.py@660c4f771390; pasting back with INTER_AREA: train.py@660c4f771390.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import numpy as np
 from engine.errors import InputError
 
 MIN_ALPHA_AREA = 0.001  # below this fraction of visible pixels an image counts as empty
-OPAQUE_MASK_MEAN = 0.95  # the original refuses sheets whose cropped mask is this opaque
+OPAQUE_MASK_MEAN = 0.95  # the original refuses sheets whose cropped mask is this opaque (conr.py@660c4f771390)
 MAX_OUTPUT_SIDE = 4096
 
 

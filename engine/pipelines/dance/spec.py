@@ -19,6 +19,8 @@ SPEC = TaskSpec(
               required=False),
     ),
     options=(
+        # fps 30: the `ffmpeg -r 30` of README.md@660c4f771390;
+        # working_size 256: --dataloader_imgsize default in train.py@660c4f771390
         Option("fps", "int", 30, "frame rate of the result", minimum=1, maximum=60),
         Option("format", "choice", "mp4", "mp4 on the background, webm keeping transparency, or png frames (RGBA)",
                choices=("mp4", "webm", "png")),

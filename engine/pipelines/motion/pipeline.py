@@ -4,9 +4,10 @@ Numerics follow the Traj demo: the motion field comes from CMP at 384x384, then 
 with the flow ControlNet (scale 0.6), Euler with SVD's scheduler config, always-on CFG (zero CLIP
 embedding and zero image latents for the unconditional half) and per-frame guidance linspace(1, 3).
 Time ids are fixed to [fps 6, motion bucket 128, noise aug 0.02] whatever the UI says (quirk 3), and
-CLIP sees the [0,1] image resized to 224 without CLIP normalisation (quirk 4; `clip_normalize` switches).
+CLIP sees the [0,1] image resized to 224 without CLIP normalisation (quirk 4; training normalised it).
 The temporal cross-attention uses diffusers 0.24's batch-interleaved context order, as the demo did
 (see time_context.py; the option `demo_context_order=False` gives the corrected order of diffusers >= 0.27).
+Numbers from MOFA-Video-Traj/run_gradio.py@3ad3b546da4c and MOFA-Video-Traj/pipeline/pipeline.py@3ad3b546da4c.
 
 Seeds: the initial latents come from a generator on the pipeline's device seeded with `seed` (on CUDA
 this equals the demo's `set_seed(42)` global CUDA stream); the noise-augmentation noise comes from a
@@ -16,7 +17,6 @@ latents therefore differ from a CUDA run with the same seed.
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -45,9 +45,12 @@ from engine.weights import load_clip_vision, load_diffusers_model
 SVD_KEY, TRAJ_KEY = "svd_xt_11", "mofa_traj"
 CONTROLNET_DIR = "ckpts/controlnet"
 CMP_DIR = "models/cmp/experiments/semiauto_annot/resnet50_vip+mpii_liteflow"
+# CMP_DIR and iteration 42000: CMP_demo(...) in MOFA-Video-Traj/run_gradio.py@3ad3b546da4c
 CMP_CHECKPOINT = f"{CMP_DIR}/checkpoints/ckpt_iter_42000.pth.tar"
 CMP_CONFIG = f"{CMP_DIR}/config.yaml"
 TIME_IDS = (6.0, 128.0, 0.02)  # fps - 1, motion bucket, noise augmentation: hard-coded in the original
+# (`noise_aug_strength = 0.02`, `_get_add_time_ids(..., 6, 128)` in MOFA-Video-Traj/pipeline/pipeline.py@3ad3b546da4c);
+# NOISE_AUG: noise_aug_strength=0.02 passed by MOFA-Video-Traj/run_gradio.py@3ad3b546da4c
 NOISE_AUG = 0.02
 OPENAI_CLIP_STATS = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
 
@@ -60,7 +63,10 @@ class MotionResult:
 
 
 def read_cmp_settings(config_file: Path) -> dict[str, Any]:
-    """nbins/fmax/input size from the CMP experiment config; the published values when it is absent."""
+    """nbins/fmax/input size from the CMP experiment config; the published values when it is absent.
+
+    99 / 50 / 384: model.module.nbins, fmax and data.crop_size of MOFA-Video-Traj/models/cmp/experiments/
+    semiauto_annot/resnet50_vip+mpii_liteflow/config.yaml@3ad3b546da4c."""
     if not config_file.is_file():
         return {"nbins": 99, "fmax": 50.0, "size": 384}
     config = yaml.safe_load(config_file.read_text())
@@ -68,27 +74,16 @@ def read_cmp_settings(config_file: Path) -> dict[str, Any]:
     return {"nbins": int(module["nbins"]), "fmax": float(module["fmax"]), "size": int(config["data"]["crop_size"][0])}
 
 
-def read_clip_stats(svd_folder: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    file = svd_folder / "feature_extractor" / "preprocessor_config.json"
-    if not file.is_file():
-        return OPENAI_CLIP_STATS
-    config = json.loads(file.read_text())
-    return tuple(config["image_mean"]), tuple(config["image_std"])
-
-
 class MotionPipeline(Pipeline):
     """SVD-XT-1.1 + MOFA trajectory ControlNet + CMP; also the base for landmark/audio-driven faces."""
 
     def __init__(self, unet: MofaSVDUNet, vae: AutoencoderKLTemporalDecoder, image_encoder: nn.Module,
                  scheduler: EulerDiscreteScheduler, controlnet: FlowControlNet, cmp: CMP,
-                 device: torch.device | str, dtype: torch.dtype,
-                 clip_stats: tuple[tuple[float, ...], tuple[float, ...]] = OPENAI_CLIP_STATS) -> None:
+                 device: torch.device | str, dtype: torch.dtype) -> None:
         self.unet, self.vae, self.image_encoder = unet, vae, image_encoder
         self.scheduler_config = scheduler.config
         self.controlnet, self.cmp = controlnet, cmp
         self.device, self.dtype = torch.device(device), dtype
-        self.clip_stats = clip_stats
-        self.clip_normalize = False  # the demo skips CLIP's mean/std (training used it)
         self.offload = ModelOffload(self.device)
 
     @classmethod
@@ -110,7 +105,7 @@ class MotionPipeline(Pipeline):
             controlnet=load_diffusers_model(FlowControlNet, traj / CONTROLNET_DIR, device, dtype, networks=networks),
             cmp=cached_network(networks, NetworkKey.of(cmp_file, CMP, device, torch.float32), lambda: load_cmp(
                 cmp_file, **read_cmp_settings(traj / CMP_CONFIG), device=device)),
-            device=device, dtype=dtype, clip_stats=read_clip_stats(svd))
+            device=device, dtype=dtype)
         return pipeline.with_offload(offload, networks)
 
     def networks(self) -> dict[str, nn.Module]:
@@ -181,15 +176,14 @@ class MotionPipeline(Pipeline):
         prepared, points, brush = self._prepare({"image": image, "trajectories": trajectories, "brush": brush}, size)
         if not points or len(points[-1]) < 2:
             return np.full_like(prepared, 255)
+        # 25 = the demo's model_length (MOFA-Video-Traj/run_gradio.py@3ad3b546da4c)
         return flows.flow_to_rgb(self.motion_field(prepared, points, brush, 25)[-1].permute(1, 2, 0))
 
     # ----- diffusion ------------------------------------------------------------------------------
     def _encode_condition(self, pixels: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """CLIP embedding and VAE latents of the first frame, each with a zero unconditional half."""
-        clip_in = _resize_with_antialiasing(pixels, (224, 224))
-        if self.clip_normalize:
-            mean, std = (torch.tensor(s).view(1, 3, 1, 1) for s in self.clip_stats)
-            clip_in = (clip_in - mean) / std
+        # 224: _encode_image in MOFA-Video-Traj/pipeline/pipeline.py@3ad3b546da4c
+        clip_in = _resize_with_antialiasing(pixels, (224, 224))  # no CLIP mean/std, as the demo (quirk 4)
         with self.offload.on_device(self.image_encoder):
             embedding = self.image_encoder(clip_in.to(self.device, self.dtype)).image_embeds[:, None]
         noise = torch.randn(pixels.shape, generator=torch.Generator().manual_seed(seed))
@@ -232,6 +226,7 @@ class MotionPipeline(Pipeline):
                               device=self.device, dtype=self.dtype) * scheduler.init_noise_sigma
         cond = (pixels * 2 - 1).repeat(2, 1, 1, 1).to(self.device, self.dtype)
         flow = flow[None].repeat(2, 1, 1, 1, 1).to(self.device, self.dtype)
+        # min/max_guidance_scale 1.0 / 3.0: __call__ defaults of MOFA-Video-Traj/pipeline/pipeline.py@3ad3b546da4c
         guidance = torch.linspace(1.0, 3.0, frames).view(1, frames, 1, 1, 1).to(self.device, self.dtype)
 
         context_order = (legacy_time_context(self.unet, self.controlnet) if opts.demo_context_order
@@ -268,7 +263,10 @@ class MotionPipeline(Pipeline):
 
 
 def draw_hint(image: np.ndarray, trajectories: list, brush: np.ndarray | None) -> np.ndarray:
-    """The picture dimmed, the brush in blue, trajectories as red polylines ending in an arrow."""
+    """The picture dimmed, the brush in blue, trajectories as red polylines ending in an arrow.
+
+    16 points, red, width 2: visualize_drag_v2 in MOFA-Video-Traj/run_gradio.py@3ad3b546da4c; the dimming, the blue
+    blend and tipLength 0.5 are ours (the demo composites RGBA layers and uses tipLength=8/arrow_length)."""
     canvas = (image.astype(np.float32) * 0.5 + 127.5)
     if brush is not None:
         painted = np.asarray(brush) > 0

@@ -17,6 +17,9 @@ SPEC = TaskSpec(
               "moves); trajectories starting inside it only move the painted region", required=False),
     ),
     options=(
+        # scale 0.6 (Control Scale slider), seed 42, frames 25 (model_length), fps 20 (write_video/mimsave),
+        # size 512 (target_size), decode_chunk 8: MOFA-Video-Traj/run_gradio.py@3ad3b546da4c; steps 25: the
+        # num_inference_steps default of MOFA-Video-Traj/pipeline/pipeline.py@3ad3b546da4c (the demo does not pass it).
         Option("scale", "float", 0.6, "control scale: how strongly the trajectories steer the video",
                minimum=0.0, maximum=1.0, step=0.01, label="Control scale"),
         Option.seed(42),

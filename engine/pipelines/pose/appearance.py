@@ -1,7 +1,8 @@
 """MagicAnimate's appearance encoder: an SD1.5 UNet2D that only "writes" reference features.
 
 It runs on the clean reference latent and records the `norm1` output of every transformer block in the mid and
-up blocks ("midup" fusion). The published file lacks the 24 tensors after the last recorded `norm1`
+up blocks ("midup" fusion: fusion_blocks in configs/prompts/animation.yaml@d2bc3bc3c9cc). The published file
+lacks the 24 tensors after the last recorded `norm1`
 (`conv_norm_out`, `conv_out`, and the rest of up_blocks.3.attentions.2), so the network is built without them
 and stops right after that last `norm1`. diffusers' UNet2DConditionModel matches the original's numerics here
 (plain 2-D UNet on single images).

@@ -3,6 +3,8 @@
 The clip is padded to a multiple of the window length; one noise block of one window is tiled along time;
 windows start every (context - overlap) frames and the last one wraps around to the clip start (closed loop);
 each frame's prediction is the mean over the windows that contain it.
+Defaults 16 / 4: context_frames / context_overlap in magicanimate/pipelines/pipeline_animation.py@d2bc3bc3c9cc;
+the schedule is `uniform` in magicanimate/pipelines/context.py@d2bc3bc3c9cc.
 """
 from __future__ import annotations
 

@@ -14,6 +14,9 @@ from diffusers.models.attention_processor import Attention
 from einops import rearrange
 from torch import nn
 
+# Heads 8, max_len 24, GroupNorm 32 groups (eps 1e-6), 10000 in the sinusoid: VanillaTemporalModule,
+# TemporalTransformer3DModel and PositionalEncoding in magicanimate/models/motion_module.py@d2bc3bc3c9cc
+# (heads and max_len also in configs/inference/inference.yaml@d2bc3bc3c9cc).
 MOTION_HEADS = 8
 MOTION_MAX_LEN = 24
 MOTION_GROUPS = 32  # the original never passes the UNet's group count: it is always 32

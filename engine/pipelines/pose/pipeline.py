@@ -12,7 +12,6 @@ decodes a few frames at a time, guidance 1 skips the (then unused) unconditional
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -36,14 +35,18 @@ from engine.pipelines.pose.unet3d import UNet3DConditionModel
 from engine.pipelines.pose.weights import load_video_unet
 from engine.weights import frozen_on, load_diffusers_model
 
-LATENT_SCALE = 0.18215
+LATENT_SCALE = 0.18215  # magicanimate/pipelines/pipeline_animation.py@d2bc3bc3c9cc (decode_latents, images2latents)
 DECODE_CHUNK = 8
 RESIDUAL_CACHE_BYTES = 4 * 2**30  # per-frame ControlNet residuals kept in host memory up to this size
+HOST = torch.device("cpu")  # cached ControlNet residuals wait here between their computation and their windows
 DENOISE_SHARE = 0.9  # progress fraction given to denoising; decoding takes the rest
 
 
 def make_scheduler() -> DDIMScheduler:
-    """DDIM as the original ends up configured (its pipeline forces steps_offset=1, clip_sample=False)."""
+    """DDIM as the original ends up configured (its pipeline forces steps_offset=1, clip_sample=False).
+
+    Betas: noise_scheduler_kwargs in configs/inference/inference.yaml@d2bc3bc3c9cc; steps_offset / clip_sample:
+    AnimationPipeline.__init__ in magicanimate/pipelines/pipeline_animation.py@d2bc3bc3c9cc."""
     return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="linear", steps_offset=1,
                          clip_sample=False, set_alpha_to_one=True, timestep_spacing="leading")
 
@@ -80,8 +83,6 @@ class PosePipeline(Pipeline):
         self.tokenizer, self.text_encoder, self.vae = tokenizer, text_encoder, vae
         self.controlnet, self.appearance, self.unet = controlnet, appearance, unet
         self.device, self.dtype = torch.device(device), dtype
-        # ControlNet residuals for every frame wait here between their computation and their windows.
-        self.residual_device = torch.device("cpu")
         self.offload = ModelOffload(self.device)
 
     @classmethod
@@ -189,7 +190,7 @@ class PosePipeline(Pipeline):
         if cached:
             with self.offload.on_device(self.controlnet):
                 chunks = [self._controlnet(latents, t, text, condition, list(range(start, min(start + context, frames))),
-                                           self.residual_device) for start in range(0, frames, context)]
+                                           HOST) for start in range(0, frames, context)]
             residuals = [torch.cat(parts) for parts in zip(*chunks)]
         halves = 2 if guided else 1
         average = WindowAverage(latents.repeat(halves, 1, 1, 1, 1))

@@ -15,6 +15,11 @@ SPEC = TaskSpec(
               "as in MagicAnimate's examples); resampled to --fps and fitted to size x size"),
     ),
     options=(
+        # size 512, steps 25, guidance 7.5, seed 1: configs/prompts/animation.yaml@d2bc3bc3c9cc (size, steps,
+        # guidance_scale, seed; the same values in demo/gradio_animate.py@d2bc3bc3c9cc); fps 25: save_videos_grid
+        # in magicanimate/utils/util.py@d2bc3bc3c9cc; context 16 / overlap 4: context_frames / context_overlap in
+        # magicanimate/pipelines/pipeline_animation.py@d2bc3bc3c9cc; context <= 24: temporal_position_encoding_max_len
+        # in configs/inference/inference.yaml@d2bc3bc3c9cc.
         Option("size", "int", 512, "side of the square the model works at, a multiple of 64 (MagicAnimate was "
                "trained at 512; smaller is faster and blurrier)", minimum=64, maximum=768, step=64),
         Option("steps", "int", 25, "DDIM denoising steps", minimum=1, maximum=100),

@@ -29,7 +29,12 @@ SD_UP = ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBl
 
 @dataclass(frozen=True)
 class UNet3DConfig:
-    """The SD1.5 `unet/config.json` fields the video UNet uses (motion settings are fixed by MagicAnimate)."""
+    """The SD1.5 `unet/config.json` fields the video UNet uses (motion settings are fixed by MagicAnimate).
+
+    Defaults are SD1.5's config values; they equal UNet3DConditionModel's defaults in
+    magicanimate/models/unet_controlnet.py@d2bc3bc3c9cc except cross_attention_dim (1280 there, always
+    overridden by SD1.5's 768 through from_pretrained_2d). 20 motion modules: motion_module_resolutions
+    (1, 2, 4, 8) without the mid block, configs/inference/inference.yaml@d2bc3bc3c9cc."""
 
     block_out_channels: tuple[int, ...] = (320, 640, 1280, 1280)
     layers_per_block: int = 2
@@ -132,7 +137,9 @@ class SpatialBlock(nn.Module):
 
 
 class SpatialTransformer(nn.Module):
-    """Per-frame Transformer2D of SD1.5 (GroupNorm eps 1e-6, 1x1 conv projections)."""
+    """Per-frame Transformer2D of SD1.5 (GroupNorm eps 1e-6, 1x1 conv projections).
+
+    eps 1e-6: Transformer3DModel in magicanimate/models/attention.py@d2bc3bc3c9cc."""
 
     def __init__(self, channels: int, heads: int, cross_dim: int, groups: int) -> None:
         super().__init__()

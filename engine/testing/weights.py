@@ -24,7 +24,7 @@ NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.RMSNorm)
 def randomise(module: M, generator: torch.Generator) -> M:
     """Fill every floating-point parameter, and the running statistics of norm layers, with random values drawn
     from `generator` (on its device): norm scales near 1, running variances positive, other tensors noise scaled
-    by 1/sqrt(fan-in) (vectors: 0.1). Computed buffers (position tables) keep their values."""
+    by 1/sqrt(3 fan-in) (vectors: 0.1). Computed buffers (position tables) keep their values."""
     for layer in module.modules():
         is_norm = isinstance(layer, NORMS)
         tensors = {**layer._parameters, **(layer._buffers if is_norm else {})}
@@ -40,8 +40,8 @@ def _noise(name: str, tensor: torch.Tensor, is_norm: bool, generator: torch.Gene
         return noise.abs() * 0.5 + 0.5
     if is_norm and name == "weight":
         return 1 + 0.1 * noise
-    if tensor.ndim > 1:
-        return noise / max(tensor[0].numel(), 1) ** 0.5
+    if tensor.ndim > 1:  # the spread of torch's default init (kaiming_uniform, a=sqrt(5)): std 1/sqrt(3 fan-in)
+        return noise / (3 * max(tensor[0].numel(), 1)) ** 0.5
     return 0.1 * noise
 
 

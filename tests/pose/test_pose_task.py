@@ -118,7 +118,9 @@ def test_twenty_frames_end_to_end(session_engine: Engine, files: dict[str, Path]
         assert grid[i].shape == (SIZE, 3 * SIZE, 3)
         assert close(grid[i][:, :SIZE], fit_reference(reference, SIZE, "crop"))
         assert not close(grid[i][:, :SIZE], fit_reference(reference, SIZE, "stretch"), 3.0)
-        assert close(grid[i][:, SIZE:2 * SIZE], motion[i]) and close(grid[i][:, 2 * SIZE:], video[i])
+        assert close(grid[i][:, SIZE:2 * SIZE], motion[i])
+        # the result panel is the result frame (both are lossy H.264 encodes of noise-like tiny-model frames)
+        assert close(grid[i][:, 2 * SIZE:], video[i], 10.0) and not close(grid[i][:, 2 * SIZE:], motion[i], 10.0)
     settings = json.loads(result.files["settings"].read_text())
     assert settings["options"] | {"size": SIZE, "steps": 2, "seed": 5} == settings["options"]
     options = settings["options"]

@@ -111,3 +111,19 @@ def test_closing_the_tab_cancels_the_sessions_job(session_engine: Engine, monkey
     monkeypatch.setattr(session_engine, "cancel", cancelled.append)
     unload[0].fn(SimpleNamespace(session_hash="leaving-user"))
     assert cancelled == ["leaving-user"]
+
+
+def test_tabs_talk_to_the_engine_object_only() -> None:
+    """Tabs import `engine` (the Engine and its public types, errors included) and other tabs, never a pipeline."""
+    import ast
+
+    for path in (ROOT / "tabs").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            inside = [n for n in names if n == "engine" or n.startswith("engine.")]
+            assert all(n in ("engine", "engine.errors") for n in inside), f"{path.name} imports {inside}"

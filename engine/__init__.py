@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Hashable, Mapping
 
 from engine.errors import AnimateError, InputError
 from engine.hub import Hub, human_size
 from engine.errors import PreviewUnavailable
+from engine.limits import Limits, applied
 from engine.jobs import (JobContext, JobResult, PreviewContext, RunFolder, Stopwatch, pick_seed, seed_everything,
                          write_settings)
 from engine.pipelines.base import OFFLOAD_MODES, CancelToken, Pipeline, Progress, RemainingTime, no_progress
@@ -44,6 +45,7 @@ class EngineConfig:
     cache_dir: Path | None = None
     offline: bool = False
     memory_budget_gb: float | None = None
+    limits: Limits = field(default_factory=Limits)
 
 
 class Engine:
@@ -136,7 +138,8 @@ class Engine:
         if name not in helpers:
             raise InputError(f"The {task} task has no '{name}' preview. Available: {', '.join(helpers) or 'none'}.")
         try:
-            return Preview(helpers[name](PreviewContext(self, task), **values))
+            with applied(self.config.limits):
+                return Preview(helpers[name](PreviewContext(self, task), **values))
         except PreviewUnavailable as why:
             return Preview(None, str(why))
 
@@ -151,6 +154,11 @@ class Engine:
     def run(self, task: str, inputs: Mapping[str, Any], options: Mapping[str, Any] | None = None,
             progress: Progress = no_progress, cancel: CancelToken | None = None, owner: Hashable = None,
             out_dir: Path | None = None) -> JobResult:
+        with applied(self.config.limits):
+            return self._run(task, inputs, options, progress, cancel, owner, out_dir)
+
+    def _run(self, task: str, inputs: Mapping[str, Any], options: Mapping[str, Any] | None, progress: Progress,
+             cancel: CancelToken | None, owner: Hashable, out_dir: Path | None) -> JobResult:
         from engine import runtime
 
         spec = self.task(task)

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from engine import EngineConfig
+from engine.limits import Limits
 
 ENV_PREFIX = "ANIMATE_"
 
@@ -33,9 +34,29 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--memory-budget-gb", type=float, default=float(env("memory_budget_gb") or 0) or None,
                        help="memory the model cache may use before evicting least-recently-used models "
                             "(default: 85%% of GPU memory, or 60%% of free RAM on CPU)")
+    add_limit_arguments(parser)
+
+
+def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = Limits()
+    group = parser.add_argument_group("limits on what one upload or run may cost (each also ANIMATE_<NAME>)")
+    group.add_argument("--max-image-megapixels", type=float,
+                       default=float(env("max_image_megapixels") or defaults.max_image_pixels / 1e6),
+                       help="largest picture accepted, read from its header before decoding (default %(default)g)")
+    group.add_argument("--max-video-frames", type=int, default=int(env("max_video_frames") or defaults.max_video_frames),
+                       help="most frames decoded from one video, after fps resampling (default %(default)d)")
+    group.add_argument("--max-archive-mb", type=float,
+                       default=float(env("max_archive_mb") or defaults.max_archive_bytes / 2**20),
+                       help="most uncompressed data read from one zip, all its files together (default %(default)g)")
+
+
+def limits_from_args(args: argparse.Namespace) -> Limits:
+    return Limits(max_image_pixels=int(args.max_image_megapixels * 1e6), max_video_frames=args.max_video_frames,
+                  max_archive_bytes=int(args.max_archive_mb * 2**20))
 
 
 def config_from_args(args: argparse.Namespace, outputs: Path | None = None) -> EngineConfig:
     return EngineConfig(device=args.device, dtype=args.dtype, offload=args.offload,
                         outputs=outputs or Path(getattr(args, "outputs", None) or env("outputs", "outputs")),
-                        cache_dir=args.cache_dir, offline=args.offline, memory_budget_gb=args.memory_budget_gb)
+                        cache_dir=args.cache_dir, offline=args.offline, memory_budget_gb=args.memory_budget_gb,
+                        limits=limits_from_args(args))

@@ -55,3 +55,13 @@ def test_flow_downscaling_is_nearest_and_divided():
     small = downscale_flow(flow, 4)
     assert small.shape == (1, 1, 2, 2, 2)
     assert small[0, 0, 0].tolist() == [[0.0, 1.0], [8.0, 9.0]]
+
+
+def test_attention_heads_are_exactly_what_the_config_lists():
+    """The original's saved config.json records the heads it built; a pattern with heads[2] != heads[1] is kept."""
+    from diffusers.models.attention_processor import Attention
+
+    net = FlowControlNet(**{**CONFIG, "num_attention_heads": (2, 4, 8, 8)})
+    heads = [sorted({m.heads for m in block.modules() if isinstance(m, Attention)}) for block in net.down_blocks[:3]]
+    assert heads == [[2], [4], [8]]
+    assert {m.heads for m in net.mid_block.modules() if isinstance(m, Attention)} == {8}

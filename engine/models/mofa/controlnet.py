@@ -123,8 +123,8 @@ class SVDControlNetBase(ModelMixin, ConfigMixin):
     ) -> None:
         super().__init__()
         widths = list(block_out_channels)
+        # exactly the heads config.json lists: the original's saved config records what it really built
         heads = list(num_attention_heads) if not isinstance(num_attention_heads, int) else [num_attention_heads] * 4
-        heads[2] = heads[1]
         time_dim = widths[0] * 4
         self.conv_in = nn.Conv2d(in_channels, widths[0], 3, padding=1)
         self.time_proj = Timesteps(widths[0], True, downscale_freq_shift=0)

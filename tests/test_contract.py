@@ -51,6 +51,17 @@ def test_roles_are_where_the_convention_says(task: str) -> None:
 
 
 @pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("role", ["spec", "job", "pipeline"])
+def test_production_modules_never_import_test_scaffolding(task: str, role: str) -> None:
+    import ast
+
+    tree = ast.parse(Path(TASKS[task].module(role).__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert not {name for name in imported if name.startswith("engine.testing") or name.endswith(".tiny")}
+
+
+@pytest.mark.parametrize("task", TASKS)
 def test_tiny_run_end_to_end_and_cancelled_run_writes_nothing(task: str, tiny_hub: Path, tmp_path: Path) -> None:
     engine = engine_for(tiny_hub, tmp_path / "outputs")
     inputs, options = tiny(task, tmp_path / "inputs")

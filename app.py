@@ -6,15 +6,22 @@ how a Hugging Face Space configures it.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
+import tempfile
+import time
+from collections.abc import MutableMapping
 from pathlib import Path
+from typing import Any
 
 if os.environ.get("SPACES_ZERO_GPU"):
     import spaces  # noqa: F401  (ZeroGPU needs it imported before anything touches CUDA)
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+from engine.jobs import stop_on_sigterm  # noqa: E402
 from engine.settings import add_engine_arguments, config_from_args, env, env_flag  # noqa: E402
 
 
@@ -32,25 +39,62 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="folder where every run writes its results (default ./outputs)")
     parser.add_argument("--max-file-size", default=env("max_file_size", "200mb"),
                         help="largest upload accepted, e.g. 200mb or 1gb (default 200mb)")
+    parser.add_argument("--upload-retention-hours", type=float, default=float(env("upload_retention_hours") or 24),
+                        help="delete uploads and result copies the app serves once they are this old (default 24)")
     add_engine_arguments(parser)
     args = parser.parse_args(argv)
     if args.auth and ":" not in args.auth:
         parser.error("--auth must look like USER:PASS")
+    if args.upload_retention_hours <= 0:
+        parser.error("--upload-retention-hours must be more than 0")
     return args
+
+
+def delete_cache(retention_hours: float) -> tuple[int, int]:
+    """Gradio's delete_cache (every, older than) in seconds: look at most hourly for files older than the retention."""
+    age = max(1, round(retention_hours * 3600))
+    return min(3600, age), age
+
+
+def instance_temp_dir(environ: MutableMapping[str, str] = os.environ) -> Path | None:
+    """Give this app instance its own Gradio temp folder (unless GRADIO_TEMP_DIR is set), removed at exit: with the
+    shared default, stopping one instance deletes the uploads of another on the same host. Call before Gradio
+    handles any file."""
+    if environ.get("GRADIO_TEMP_DIR"):
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="animate-studio-"))
+    environ["GRADIO_TEMP_DIR"] = str(folder)
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
+def stop_running_jobs(engine: Any, wait_s: float = 30.0) -> None:
+    """Cancel running jobs when the server stops and give them a moment to discard their staging folders (what a
+    job cannot finish in time, the next start sweeps)."""
+    deadline = time.monotonic() + wait_s
+    while engine.cancel_all() and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    instance_temp_dir()
+    stop_on_sigterm()  # a stop (docker stop, systemd, Spaces) shuts down like Ctrl+C
     from engine import Engine
     from tabs import THEME, build_app
 
     engine = Engine(config_from_args(args, outputs=args.outputs))
-    demo = build_app(engine)
+    demo = build_app(engine, delete_cache=delete_cache(args.upload_retention_hours))
     if args.share and not args.auth:
         print("warning: --share makes the app public; protect it with --auth USER:PASS", file=sys.stderr)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share,
-                auth=tuple(args.auth.split(":", 1)) if args.auth else None, max_file_size=args.max_file_size,
-                allowed_paths=[str(args.outputs.resolve())], theme=THEME, pwa=True)
+    try:
+        demo.launch(server_name=args.host, server_port=args.port, share=args.share,
+                    auth=tuple(args.auth.split(":", 1)) if args.auth else None, max_file_size=args.max_file_size,
+                    allowed_paths=[str(args.outputs.resolve())], theme=THEME, pwa=True)
+    except KeyboardInterrupt:  # stopped while starting (once started, launch handles it and returns)
+        demo.close()
+    finally:
+        stop_running_jobs(engine)
 
 
 if __name__ == "__main__":

@@ -7,19 +7,19 @@ results plus settings.json into a fresh run folder. `Engine.preview` runs a task
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Hashable, Mapping
+from typing import Any, Hashable, Iterator, Mapping
 
-from engine.errors import AnimateError, InputError
+from engine.errors import AnimateError, InputError, PreviewUnavailable
 from engine.hub import Hub, human_size
-from engine.errors import PreviewUnavailable
+from engine.jobs import (JobContext, JobResult, PreviewContext, RunFolder, Stopwatch, describe_file, disk_full_error,
+                         pick_seed, prune_outputs, seed_everything, sweep_staging, write_settings)
 from engine.limits import Limits, applied
-from engine.jobs import (JobContext, JobResult, PreviewContext, RunFolder, Stopwatch, pick_seed, seed_everything,
-                         write_settings)
 from engine.pipelines.base import OFFLOAD_MODES, CancelToken, Pipeline, Progress, RemainingTime, no_progress
 from engine.tasks import Option, Options, TaskSpec, discover_tasks
 
@@ -45,6 +45,7 @@ class EngineConfig:
     cache_dir: Path | None = None
     offline: bool = False
     memory_budget_gb: float | None = None
+    outputs_quota_gb: float | None = None  # after each run, delete the oldest finished runs until the outputs fit
     limits: Limits = field(default_factory=Limits)
 
 
@@ -54,11 +55,14 @@ class Engine:
         self.config = config or EngineConfig()
         if self.config.offload not in OFFLOAD_MODES:
             raise InputError(f"Unknown offload mode '{self.config.offload}'. Use {' or '.join(OFFLOAD_MODES)}.")
+        if (self.config.outputs_quota_gb or 0) < 0:
+            raise InputError(f"The outputs quota must be a size in GB, not {self.config.outputs_quota_gb}.")
         self.tasks: dict[str, TaskSpec] = dict(tasks) if tasks is not None else discover_tasks()
         self.hub = hub or Hub(cache_dir=self.config.cache_dir, offline=self.config.offline)
         self._runtime_lock = threading.Lock()
         self._device = self._dtype = self._cache = None
         self._active: dict[Hashable, CancelToken] = {}
+        sweep_staging(*(Path(self.config.outputs) / name for name in self.tasks))  # left by killed runs
 
     # ------------------------------------------------------------------------------------------- runtime (lazy)
     def _runtime(self) -> tuple[Any, Any, Any]:
@@ -116,19 +120,23 @@ class Engine:
             def scaled(fraction: float, message: str, i: int = i) -> None:
                 progress((i + fraction) / len(names), message)
 
-            paths[name] = self.hub.resolve(name, scaled)
+            paths[name] = self.hub.resolve(name, scaled, task)
         progress(1.0, "All checkpoints are in the cache.")
         return paths
 
-    def checkpoint(self, name: str, progress: Progress = no_progress) -> Path:
-        return self.hub.resolve(name, progress)
+    def checkpoint(self, name: str, progress: Progress = no_progress, task: str | None = None) -> Path:
+        """A checkpoint's local folder; errors name the download command of `task` (else of a task that uses it)."""
+        return self.hub.resolve(name, progress, task or self._task_using(name))
+
+    def _task_using(self, checkpoint: str) -> str | None:
+        return next((spec.name for spec in self.tasks.values() if checkpoint in spec.all_checkpoints), None)
 
     # ------------------------------------------------------------------------------------------- pipelines
     def pipeline(self, task: str, progress: Progress = no_progress) -> Pipeline:
         """The task's pipeline: a view over networks from the network cache (loaded on first use)."""
         spec = self.task(task)
         device, dtype, cache = self._runtime()
-        paths = {name: self.checkpoint(name, progress) for name in spec.checkpoints}
+        paths = {name: self.checkpoint(name, progress, task) for name in spec.checkpoints}
         progress(0.0, f"Loading {spec.title} models")
         return spec.pipeline_class.load(paths, device, dtype, offload=self.config.offload, networks=cache)
 
@@ -151,6 +159,13 @@ class Engine:
             token.cancel()
         return token is not None
 
+    def cancel_all(self) -> int:
+        """Cancel every running job that has an owner (when the server stops). Returns how many are still running."""
+        tokens = list(self._active.values())
+        for token in tokens:
+            token.cancel()
+        return len(tokens)
+
     def run(self, task: str, inputs: Mapping[str, Any], options: Mapping[str, Any] | None = None,
             progress: Progress = no_progress, cancel: CancelToken | None = None, owner: Hashable = None,
             out_dir: Path | None = None) -> JobResult:
@@ -164,16 +179,17 @@ class Engine:
         spec = self.task(task)
         cancel = cancel or CancelToken()
         timings: dict[str, float] = {}
-        with Stopwatch(timings, "validate"):
-            resolved = spec.parse_options(options)
-            if "seed" in resolved:
-                resolved = resolved.replace(seed=pick_seed(resolved.seed))
-            prepared = spec.job.validate(dict(inputs), resolved)
-        folder = RunFolder(Path(self.config.outputs), task, out_dir)
+        folder = RunFolder(Path(self.config.outputs), task, out_dir)  # first: a bad --out fails before any work
         if owner is not None:
             self._active[owner] = cancel
         try:
-            with runtime.GPU_LOCK, runtime.out_of_memory_as_resource_error(self.models), self.models.pinned():
+            with Stopwatch(timings, "validate"):
+                resolved = spec.parse_options(options)
+                if "seed" in resolved:
+                    resolved = resolved.replace(seed=pick_seed(resolved.seed))
+                prepared = spec.job.validate(dict(inputs), resolved)
+            with _device_slot(cancel, progress), runtime.out_of_memory_as_resource_error(self.models), \
+                    self.models.pinned():
                 if "seed" in resolved:
                     seed_everything(resolved["seed"])
 
@@ -191,14 +207,19 @@ class Engine:
             settings = write_settings(folder.staging / "settings.json", task=task,
                                       inputs=_recorded_inputs(spec, inputs), options=dict(resolved),
                                       checkpoints=checkpoints, device=str(self.device), dtype=str(self.dtype),
-                                      timings=timings, outputs=files, folder=folder.staging)
+                                      timings=timings, outputs=files, folder=folder.staging, warnings=ctx.warnings)
             final = folder.commit()
-        except BaseException:
+        except BaseException as exc:
+            full = disk_full_error(exc, folder.final.parent, folder.staging)
             folder.discard()
+            if full:
+                raise full from exc
             raise
         finally:
             if owner is not None:
                 self._active.pop(owner, None)
+        if self.config.outputs_quota_gb is not None:
+            prune_outputs(Path(self.config.outputs), int(self.config.outputs_quota_gb * 2**30), keep=final)
         files = {k: final / p.relative_to(folder.staging) for k, p in files.items()}
         files["settings"] = final / "settings.json"
         progress(1.0, "Done")
@@ -222,12 +243,15 @@ class Engine:
 
 
 def _recorded_inputs(spec: TaskSpec, inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """Inputs as settings.json records them: JSON (text or a file) by content (so a run can be repeated), others by
-    name."""
+    """Inputs as settings.json records them: JSON (text or a file) by content (so a run can be repeated), files by
+    name and sha256 (never the path: from the UI it is a server temp folder)."""
     kinds = {item.name: item.kind for item in spec.inputs}
     recorded = dict(inputs)
     for name, value in inputs.items():
-        if kinds.get(name) != "json" or not isinstance(value, (str, Path)):
+        if kinds.get(name) != "json":
+            recorded[name] = _recorded_files(value)
+            continue
+        if not isinstance(value, (str, Path)):
             continue
         if isinstance(value, str) and value.lstrip().startswith(("[", "{")):  # text: never a path (may be too long)
             recorded[name] = json.loads(value)
@@ -236,9 +260,31 @@ def _recorded_inputs(spec: TaskSpec, inputs: Mapping[str, Any]) -> dict[str, Any
     return recorded
 
 
+def _recorded_files(value: Any) -> Any:
+    """A file input (a path, or a list of them) as {"name", "sha256"}; anything else as it is."""
+    if isinstance(value, (list, tuple)):
+        return [_recorded_files(v) for v in value]
+    return describe_file(Path(value)) if isinstance(value, (str, Path)) else value
+
+
 def user_message(exc: BaseException) -> str:
     """Text to show a user for any failure: our own errors as they are, anything else with a pointer to the log."""
     if isinstance(exc, AnimateError):
         return str(exc)
     return f"Unexpected error ({exc.__class__.__name__}: {exc}). Details are in the server log; please report it."
 
+
+@contextlib.contextmanager
+def _device_slot(cancel: CancelToken, progress: Progress) -> Iterator[None]:
+    """The one-job device slot, taken after validation (checking inputs never holds up another user's job). While
+    another job has it, say so and keep honouring Stop."""
+    from engine import runtime
+
+    if not runtime.GPU_LOCK.acquire(blocking=False):
+        progress(0.0, "Waiting for the running job to finish")
+        while not runtime.GPU_LOCK.acquire(timeout=0.25):
+            cancel.check()
+    try:
+        yield
+    finally:
+        runtime.GPU_LOCK.release()

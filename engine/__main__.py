@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 from engine import Engine, user_message
 from engine.errors import CheckpointError, InputError, JobCancelled, ResourceError
 from engine.hub import human_size
+from engine.jobs import stop_on_sigterm, sweep_staging
 from engine.settings import add_engine_arguments, config_from_args
 from engine.tasks import Option, TaskSpec, discover_tasks
 
@@ -40,7 +41,7 @@ def _add_task_parser(sub: Any, spec: TaskSpec, common: argparse.ArgumentParser) 
                             help=item.help + (" (repeat for several)" if item.multiple else ""))
     for option in spec.options:
         _add_option(parser, option)
-    parser.add_argument("--out", type=Path, required=True, help="folder for the result files and settings.json")
+    parser.add_argument("--out", type=Path, required=True, help="a new or empty folder for the result files and settings.json")
     parser.set_defaults(command="task", task=spec.name)
 
 
@@ -150,11 +151,14 @@ def cmd_task(engine: Engine, spec: TaskSpec, args: argparse.Namespace) -> None:
     inputs = {item.name: getattr(args, f"input_{item.name}") for item in spec.inputs
               if getattr(args, f"input_{item.name}") is not None}
     options = {o.name: getattr(args, o.name) for o in spec.options if getattr(args, o.name) is not None}
+    sweep_staging(args.out.resolve().parent)  # staging folders of killed runs sit beside --out
     progress, close = _cli_progress()
     try:
         result = engine.run(spec.name, inputs, options, progress=progress, out_dir=args.out.resolve())
     finally:
         close()
+    for warning in result.settings.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
     for name, path in result.files.items():
         print(f"{name}: {path}")
 
@@ -162,6 +166,7 @@ def cmd_task(engine: Engine, spec: TaskSpec, args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(discover_tasks())
     args = parser.parse_args(argv)
+    stop_on_sigterm()
     try:
         engine = Engine(config_from_args(args))
         if args.command == "list":

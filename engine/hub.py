@@ -124,28 +124,34 @@ class Hub:
         missing = spec.missing_files(folder)
         return CheckpointStatus(spec, not missing, folder, missing)
 
-    def resolve(self, name: str, progress: DownloadProgress | None = None) -> Path:
-        """Local folder holding the spec's files; downloads what is missing unless offline."""
+    def resolve(self, name: str, progress: DownloadProgress | None = None, task: str | None = None) -> Path:
+        """Local folder holding the spec's files; downloads what is missing unless offline. `task` (one that uses
+        the checkpoint) makes messages name the exact download command."""
         status = self.status(name)
         if status.cached:
             return status.path  # type: ignore[return-value]
         spec = status.spec
         if self.offline:
-            raise CheckpointError(
-                f"'{spec.title}' ({spec.repo}) is not in the local cache and the app is offline. "
-                f"Connect to the internet and run `python -m engine download` for this task once, or copy a Hub cache "
-                f"that holds it into {self.cache_dir or 'the default Hugging Face cache'}.")
+            raise CheckpointError(self._offline_message(status, task))
         self._check_disk(spec)
         try:
             folder = Path(self._snapshot(spec, local_only=False, tqdm_class=_progress_tqdm(progress, spec)))
         except Exception as exc:
-            raise self._explain(spec, exc) from exc
+            raise self._explain(spec, exc, task) from exc
         missing = spec.missing_files(folder)
         if missing:
             raise CheckpointError(
                 f"{spec.repo} at revision {spec.revision} lacks {', '.join(missing)}. The repository changed or the "
                 f"entry in configs/models.yaml is wrong; pin a revision that has these files.")
         return folder
+
+    def _offline_message(self, status: CheckpointStatus, task: str | None) -> str:
+        """Offline and not (fully) cached: which files are missing from which snapshot, and how to get them."""
+        spec = status.spec
+        lacks = f" (its cached snapshot {status.path} lacks {', '.join(status.missing)})" if status.path else ""
+        return (f"'{spec.title}' ({spec.repo}) is not in the local cache and the app is offline{lacks}. Connect to "
+                f"the internet and run {download_hint(task)} once, or copy a Hub cache that holds it into "
+                f"{self.cache_dir or 'the default Hugging Face cache'}.")
 
     def plan(self, name: str) -> tuple[int, list[tuple[str, int, bool]]]:
         """(bytes still to download, [(file, size, will_download)]) from the Hub's dry run."""
@@ -173,7 +179,7 @@ class Hub:
                 f"Not enough disk space for {spec.repo}: about {need / 2**30:.1f} GiB needed, "
                 f"{free / 2**30:.1f} GiB free at {probe}. Free some space or choose another folder with --cache-dir.")
 
-    def _explain(self, spec: CheckpointSpec, exc: BaseException) -> CheckpointError:
+    def _explain(self, spec: CheckpointSpec, exc: BaseException, task: str | None = None) -> CheckpointError:
         """Turn a huggingface_hub exception into a message that says what to do."""
         kinds = _hub_error_classes()
 
@@ -199,10 +205,16 @@ class Hub:
             return CheckpointError(
                 f"Could not reach the Hugging Face Hub to download '{spec.title}' ({spec.repo}) and it is not in the "
                 f"local cache. Check your internet connection (and HF_ENDPOINT/proxy settings), then run "
-                f"`python -m engine download` for this task.")
+                f"{download_hint(task)}.")
         if isa("EntryNotFoundError"):
             return CheckpointError(f"A file needed from {spec.repo} is missing there: {exc}. Check configs/models.yaml.")
         return CheckpointError(f"Downloading {spec.repo} failed: {exc}")
+
+
+def download_hint(task: str | None) -> str:
+    """How to fetch a task's checkpoints, from the command line or the app."""
+    command = f"python -m engine download {task or 'TASK'}"
+    return f"`{command}` (or Download checkpoints in the Models tab)"
 
 
 def _progress_tqdm(progress: DownloadProgress | None, spec: CheckpointSpec) -> Any:

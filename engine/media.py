@@ -14,6 +14,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from engine import limits
 from engine.errors import InputError
 
 IMAGE_HINT = "Use a PNG, JPEG or WebP image."
@@ -26,13 +27,16 @@ def _name(path: str | Path) -> str:
 
 # ---------------------------------------------------------------------------------------------------- images
 
-def read_image(path: str | Path, *, keep_alpha: bool = True) -> np.ndarray:
-    """HxWx3 (or HxWx4 when the file has transparency and keep_alpha) uint8, EXIF orientation applied."""
+def read_image(path: str | Path, *, keep_alpha: bool = True, what: str = "Image") -> np.ndarray:
+    """HxWx3 (or HxWx4 when the file has transparency and keep_alpha) uint8, EXIF orientation applied.
+
+    Pictures over the engine's pixel limit are refused from their header, before anything is decoded. `what` names
+    the input in that message ("Reference image", "Mask")."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"Image '{_name(path)}' does not exist. {IMAGE_HINT}")
     try:
-        with Image.open(path) as img:
+        with _open_checked(path, what) as img:
             img = ImageOps.exif_transpose(img)
             has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
             mode = "RGBA" if keep_alpha and has_alpha else "RGB"
@@ -42,6 +46,28 @@ def read_image(path: str | Path, *, keep_alpha: bool = True) -> np.ndarray:
     if array.size == 0:
         raise InputError(f"Image '{_name(path)}' is empty (0 pixels). {IMAGE_HINT}")
     return array
+
+
+def _open_checked(path: Path, what: str) -> Image.Image:
+    """Image.open (which reads only the header) and the pixel-limit check; the caller decodes."""
+    max_pixels = limits.current().max_image_pixels
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:
+        Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow's own bomb check must not undercut an operator's higher limit
+    try:
+        img = Image.open(path)
+    except Image.DecompressionBombError:
+        raise _too_large(path, what, None, max_pixels) from None
+    if img.size[0] * img.size[1] > max_pixels:
+        img.close()
+        raise _too_large(path, what, img.size, max_pixels)
+    return img
+
+
+def _too_large(path: Path, what: str, size: tuple[int, int] | None, max_pixels: int) -> InputError:
+    found = f"{size[0]} x {size[1]}, " if size else ""
+    return InputError(f"{what} '{_name(path)}' is too large ({found}more than {max_pixels / 1e6:g} megapixels; the "
+                      "limit is set with --max-image-megapixels). Downscale it and upload it again: the models work "
+                      "on pictures of well under one megapixel.")
 
 
 def write_png(path: str | Path, array: np.ndarray) -> Path:
@@ -93,15 +119,36 @@ def to_uint8(frames: np.ndarray) -> np.ndarray:
     return (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def composite(premultiplied: np.ndarray, background: np.ndarray | Sequence[int] | None) -> np.ndarray:
-    """Premultiplied float RGBA [0,1] over a background (RGB uint8 image or colour); None = black. -> uint8 RGB."""
+class Backdrop:
+    """A background for `composite`: a colour, or an RGB uint8 image centre-cropped to the frame size.
+
+    The fitted image is kept for the last frame size, so the frames of a run (which share one size) fit a large
+    picture once, not once per frame."""
+
+    def __init__(self, background: np.ndarray | Sequence[int]) -> None:
+        self.background = background
+        self._fitted: tuple[tuple[int, int], np.ndarray] | None = None
+
+    def at(self, height: int, width: int) -> np.ndarray | Sequence[int]:
+        """The background for a height x width frame."""
+        image = self.background
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[:2] == (height, width):
+            return image
+        if self._fitted is None or self._fitted[0] != (height, width):
+            self._fitted = (height, width), fit(image[..., :3], width, height, "crop")
+        return self._fitted[1]
+
+
+def composite(premultiplied: np.ndarray, background: Backdrop | np.ndarray | Sequence[int] | None) -> np.ndarray:
+    """Premultiplied float RGBA [0,1] over a background (RGB uint8 image or colour); None = black. -> uint8 RGB.
+
+    Pass a `Backdrop` when compositing many frames over one picture."""
     rgb, alpha = premultiplied[..., :3], premultiplied[..., 3:4]
     if background is None:
         out = rgb
     else:
-        bg = np.asarray(background, dtype=np.float32) / 255.0
-        if bg.ndim == 3 and bg.shape[:2] != rgb.shape[:2]:
-            bg = fit((bg * 255).astype(np.uint8), rgb.shape[1], rgb.shape[0], "crop").astype(np.float32) / 255.0
+        backdrop = background if isinstance(background, Backdrop) else Backdrop(background)
+        bg = np.asarray(backdrop.at(*rgb.shape[:2]), dtype=np.float32) / 255.0
         out = rgb + (1.0 - alpha) * bg[..., :3]
     return to_uint8(out)
 
@@ -186,6 +233,24 @@ def iter_video(path: str | Path) -> Iterator[np.ndarray]:
         raise InputError(f"'{_name(path)}' is corrupt: decoding failed part-way ({exc}). Re-export the video.") from exc
     finally:
         container.close()
+
+
+def count_video_frames(path: str | Path, stop: int) -> int:
+    """Frames of the first video stream, up to `stop`, counted from its packets without decoding any."""
+    import av
+
+    count = 0
+    if stop <= 0:
+        return count
+    with _open_video(path) as container:
+        try:
+            for packet in container.demux(container.streams.video[0]):
+                count += packet.size > 0  # the demuxer ends with an empty packet
+                if count >= stop:
+                    break
+        except av.FFmpegError as exc:
+            raise InputError(f"'{_name(path)}' is corrupt: reading it failed part-way ({exc}). Re-export the video.") from exc
+    return count
 
 
 def resample_indices(count: int, source_fps: float, target_fps: float | None) -> list[int]:

@@ -34,6 +34,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--memory-budget-gb", type=float, default=float(env("memory_budget_gb") or 0) or None,
                        help="memory the model cache may use before evicting least-recently-used models "
                             "(default: 85%% of GPU memory, or 60%% of free RAM on CPU)")
+    group.add_argument("--outputs-quota-gb", type=float, default=float(env("outputs_quota_gb") or 0) or None,
+                       help="after each run, delete the oldest finished run folders until all runs fit in this "
+                            "size (never the new run or a running one; default: no quota)")
     add_limit_arguments(parser)
 
 
@@ -59,4 +62,5 @@ def config_from_args(args: argparse.Namespace, outputs: Path | None = None) -> E
     return EngineConfig(device=args.device, dtype=args.dtype, offload=args.offload,
                         outputs=outputs or Path(getattr(args, "outputs", None) or env("outputs", "outputs")),
                         cache_dir=args.cache_dir, offline=args.offline, memory_budget_gb=args.memory_budget_gb,
+                        outputs_quota_gb=args.outputs_quota_gb,
                         limits=limits_from_args(args))

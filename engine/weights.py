@@ -1,12 +1,13 @@
 """Strict, safe loading of published weights shared by every pipeline.
 
 Networks are built on the meta device (no random init of billions of parameters) and receive the stored tensors with
-`load_state_dict(strict=True, assign=True)`. Only safetensors are read here; pickled checkpoints are each pipeline's
-business and always go through `torch.load(..., weights_only=True)`. Any mismatch is a CheckpointError naming keys.
+`load_state_dict(strict=True, assign=True)`. Pickled checkpoints are read only through `load_pickle_safely`
+(`torch.load(..., weights_only=True)`). Any mismatch is a CheckpointError naming keys.
 """
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, TypeVar
 
@@ -58,6 +59,45 @@ def read_state(files: Iterable[Path]) -> dict[str, torch.Tensor]:
         except Exception as exc:  # truncated or foreign file
             raise CheckpointError(f"Could not read {file}: {exc}. Delete it and download it again.") from exc
     return state
+
+
+def load_pickle_safely(path: Path, checkpoint: str, mmap: bool = False) -> Any:
+    """A pickled torch checkpoint (`torch.save`) read with `weights_only=True` onto the CPU.
+
+    torch's refusal of a pickle that holds code or foreign objects ends with the advice to retry with
+    `weights_only=False`, which this app never does; it becomes a one-line CheckpointError saying so. `mmap` maps
+    zip-format files instead of copying them into RAM (legacy-format files are read without it).
+    """
+    try:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except RuntimeError as err:
+            if not mmap or "mmap" not in str(err):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) torch.save format
+    except pickle.UnpicklingError as err:
+        if _refused_as_unsafe(err):
+            raise CheckpointError(f"{path} was refused: it holds code or objects other than tensors, which this app "
+                                  f"never runs. Delete it and download the '{checkpoint}' checkpoint again.") from err
+        raise CheckpointError(f"{path} could not be read: it is not a torch checkpoint (corrupt or truncated). "
+                              f"Delete it and download the '{checkpoint}' checkpoint again.") from err
+    except MemoryError:
+        raise  # the machine's state, not the file's
+    except Exception as err:  # truncated zip, wrong format, I/O error
+        raise CheckpointError(f"{path} could not be read ({_first_line(err)}). Delete it and download "
+                              f"the '{checkpoint}' checkpoint again.") from err
+
+
+def _refused_as_unsafe(err: pickle.UnpicklingError) -> bool:
+    """Whether torch's weights-only unpickler stopped at a global or object it does not allow (not at bad bytes)."""
+    text = str(err)
+    return "GLOBAL" in text or "allowlist" in text
+
+
+def _first_line(err: BaseException) -> str:
+    """The first sentence of an error's message (torch's go on with advice over several lines)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0].split(". ")[0].rstrip(".") if lines else err.__class__.__name__
 
 
 def build_on_meta(factory: Callable[[], M]) -> M:

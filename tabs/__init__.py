@@ -13,8 +13,9 @@ from tabs.widgets import session_stopper
 THEME = gr.themes.Soft()
 
 
-def build_app(engine: Engine) -> gr.Blocks:
-    with gr.Blocks(title="Animate Studio", fill_width=True, delete_cache=(3600, 86400)) as demo:
+def build_app(engine: Engine, delete_cache: tuple[int, int] | None = (3600, 86400)) -> gr.Blocks:
+    """delete_cache: Gradio's (every, older than) in seconds for the uploads and result copies it keeps."""
+    with gr.Blocks(title="Animate Studio", fill_width=True, delete_cache=delete_cache) as demo:
         gr.Markdown("# Animate Studio\nBring still images to life. Every model downloads once, on first use.")
         with gr.Sidebar(label="Settings", open=False):
             gr.Markdown(_settings_text(engine))

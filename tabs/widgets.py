@@ -14,7 +14,6 @@ from engine import Engine, JobResult, Option, RemainingTime, TaskSpec, user_mess
 from engine.errors import AnimateError
 
 log = logging.getLogger("tabs")
-GPU_QUEUE = "gpu"  # every GPU event shares this concurrency id: one job on the GPU at a time
 
 
 def option_control(option: Option) -> Component:
@@ -47,8 +46,11 @@ def run_task(engine: Engine, task: str, inputs: dict[str, Any], options: dict[st
     """engine.run with UI progress, per-session cancellation, and errors shown as gr.Error."""
     owner = getattr(request, "session_hash", None)
     try:
-        return engine.run(task, inputs, options, progress=RemainingTime(lambda f, m: progress(f, desc=m)),
-                          owner=owner)
+        result = engine.run(task, inputs, options, progress=RemainingTime(lambda f, m: progress(f, desc=m)),
+                            owner=owner)
+        for warning in result.settings.get("warnings", []):
+            gr.Warning(warning, duration=None)
+        return result
     except AnimateError as exc:
         raise gr.Error(user_message(exc), duration=None) from exc
     except Exception as exc:
@@ -81,7 +83,7 @@ def named_handler(defaults: dict[str, Any], body: Callable[[dict[str, Any], gr.R
 def wire_task(engine: Engine, task: str, run_button: gr.Button, stop_button: gr.Button,
               inputs: dict[str, Component], options: dict[str, Component], outputs: list[Component],
               present: Callable[[JobResult], tuple[Any, ...]]) -> Any:
-    """Run runs the task on the GPU queue as API endpoint `/<task>`: its parameters are the task's inputs (required
+    """Run runs the task as API endpoint `/<task>`: its parameters are the task's inputs (required
     ones first, optional ones default to None) and options (default: the spec's), by name, in the spec's order. Stop
     sets the session's cancel token. An empty input ('' or no files) counts as not given. Returns the Run event."""
     spec = engine.task(task)
@@ -97,7 +99,7 @@ def wire_task(engine: Engine, task: str, run_button: gr.Button, stop_button: gr.
         return present(run_task(engine, task, given, chosen, progress, request))
 
     event = run_button.click(on_gpu(named_handler(defaults, body)), [*inputs.values(), *options.values()], outputs,
-                             api_name=task, concurrency_id=GPU_QUEUE)
+                             api_name=task, concurrency_limit=None)  # the engine's device slot serialises jobs
     stop_button.click(session_stopper(engine), None, None, api_visibility="private", queue=False)
     return event
 

@@ -37,7 +37,7 @@ def test_successful_run_writes_result_and_settings(echo_engine) -> None:
     result = engine.run("echo", {"text": text}, {"seed": 7}, progress=lambda f, m: seen.append((f, m)))
     assert result.files["result"].read_text().startswith("HELLO")
     settings = json.loads(result.files["settings"].read_text())
-    assert settings["options"] == {"mode": "ok", "seed": 7} and settings["inputs"] == {"text": "in.txt"}
+    assert settings["options"] == {"mode": "ok", "seed": 7} and settings["inputs"]["text"]["name"] == "in.txt"
     assert settings["task"] == "echo" and "torch" in settings["versions"] and "run" in settings["timings_s"]
     assert result.folder.parent == Path(engine.config.outputs) / "echo"
     assert seen[-1] == (1.0, "Done") and ("step 1" in [m for _, m in seen])
@@ -84,14 +84,16 @@ def test_cancel_by_owner_reaches_the_running_job(echo_engine) -> None:
     assert cancelled == [True] and engine.cancel("session-1") is False
 
 
-def test_out_dir_receives_files_atomically(echo_engine, tmp_path: Path) -> None:
+@pytest.mark.parametrize("existing", [False, True])
+def test_out_dir_receives_files_atomically(echo_engine, tmp_path: Path, existing: bool) -> None:
     engine, text = echo_engine
     out = tmp_path / "cli-out"
-    out.mkdir()
-    (out / "result.txt").write_text("old")
+    if existing:  # an empty folder is fine; a non-empty one is refused (see tests/test_outputs.py)
+        out.mkdir()
     result = engine.run("echo", {"text": text}, out_dir=out)
     assert result.folder == out and (out / "result.txt").read_text().startswith("HELLO")
-    assert (out / "settings.json").is_file() and not list(out.parent.glob(".staging-*"))
+    assert sorted(p.name for p in out.iterdir()) == ["result.txt", "settings.json"]  # no staging marker left
+    assert not list(out.parent.glob(".staging-*"))
 
 
 def test_remaining_time_follows_the_pace_after_loading_and_restarts_with_a_new_phase() -> None:
@@ -111,3 +113,25 @@ def test_remaining_time_follows_the_pace_after_loading_and_restarts_with_a_new_p
         "Step 6 · about 40 s left",
         "Step 7 · about 37 min left",   # 2900 s for 0.51, 0.39 to go
         "Done", "Next phase"]
+
+
+def test_inputs_are_checked_before_waiting_for_the_device_and_a_waiting_job_can_be_stopped(echo_engine,
+                                                                                          tmp_path: Path) -> None:
+    from engine import CancelToken, runtime
+
+    engine, text = echo_engine
+    shown: list[str] = []
+    token = CancelToken()
+
+    def progress(fraction: float, message: str) -> None:
+        shown.append(message)
+        if message.startswith("Waiting"):
+            token.cancel()
+
+    with runtime.GPU_LOCK:  # another job has the device
+        with pytest.raises(InputError, match="text file missing"):
+            engine.run("echo", {"text": tmp_path / "nope.txt"})  # refused at once, without waiting
+        with pytest.raises(JobCancelled):
+            engine.run("echo", {"text": text}, progress=progress, cancel=token)
+    assert shown == ["Waiting for the running job to finish"] and EVENTS == ["validate", "validate"]
+    assert run_files(Path(engine.config.outputs)) == []

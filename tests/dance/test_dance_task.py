@@ -39,7 +39,7 @@ def test_mp4_with_the_example_motion(session_engine: Engine, sheets: list[Path])
     assert frames[0][0, 0, 1] > 200 and frames[0][0, 0, 0] < 60  # far corner is background green
     settings = json.loads(result.files["settings"].read_text())
     assert settings["checkpoints"]["conr"]["commit"] == "8abc56d553e3f87636edafee957266ebf272ab41"
-    assert settings["inputs"]["sheets"] == [p.name for p in sheets]
+    assert [s["name"] for s in settings["inputs"]["sheets"]] == [p.name for p in sheets]
     assert 1 <= len(list(result.files["preview"].glob("*.png"))) <= 12
 
 
@@ -97,7 +97,7 @@ def _udp_zip(path: Path, frames: dict[str, np.ndarray | bytes]) -> Path:
 
 
 @pytest.mark.parametrize("case, match", [
-    ("empty_alpha", "empty.png: .*transparent"), ("nine_sheets", "1 to 8"), ("mask_size", "sizes must match"),
+    ("empty_alpha", "'empty.png' .*transparent"), ("nine_sheets", "1 to 8"), ("mask_size", "sizes must match"),
     ("bad_npz", "bad.npz"), ("three_channels", "4"), ("no_frames", "no .npz"), ("range", "selects no frame"),
     ("background", "#RRGGBB"),
 ])

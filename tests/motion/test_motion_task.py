@@ -59,7 +59,7 @@ def test_run_writes_result_flow_hint_and_repeatable_settings(result) -> None:
     hint = media.read_image(result.files["hint"])
     assert hint.shape == (SIZE, SIZE, 3) and (hint[..., 0].astype(int) - hint[..., 2] > 100).any()  # red paths
     settings = json.loads(result.files["settings"].read_text())
-    assert settings["inputs"]["trajectories"] == TRACKS and settings["inputs"]["image"] == "picture.png"
+    assert settings["inputs"]["trajectories"] == TRACKS and settings["inputs"]["image"]["name"] == "picture.png"
     assert {k: settings["options"][k] for k in OPTIONS} == OPTIONS and settings["options"]["scale"] == 0.6
     assert set(settings["checkpoints"]) == {"svd_xt_11", "mofa_traj"}
     assert json.loads(result.files["trajectories"].read_text()) == TRACKS
@@ -184,7 +184,7 @@ def test_live_preview_runs_cmp_only(session_engine: Engine, tmp_path: Path) -> N
 def test_tab_through_gradio_client(session_engine: Engine, files: dict[str, Path]) -> None:
     demo = build_app(session_engine)
     endpoints = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
-    assert endpoints["motion"].concurrency_id == "gpu"
+    assert endpoints["motion"].concurrency_limit is None  # the engine's device slot serialises jobs
     demo.queue().launch(prevent_thread_lock=True, quiet=True, allowed_paths=[str(session_engine.config.outputs)])
     try:
         client = Client(demo.local_url, verbose=False)

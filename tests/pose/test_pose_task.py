@@ -11,9 +11,10 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from engine import Engine, media
+from engine import Engine, limits, media
 from engine.__main__ import main
 from engine.errors import InputError
+from engine.pipelines.pose.palette import viridis
 from engine.pipelines.pose.job import border_colour, fit_reference, read_motion
 from tabs import build_app
 
@@ -44,13 +45,15 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     reference = np.zeros((SIZE, 96, 3), np.uint8)
     reference[:, :32], reference[:, 32:64], reference[:, 64:] = (220, 30, 30), (30, 220, 30), (30, 30, 220)
     media.write_png(folder / "reference.png", reference)
-    motion = [smooth(rng, SIZE, SIZE) for _ in range(20)]
+    motion = [viridis(smooth(rng, SIZE, SIZE)[..., 0]) for _ in range(20)]  # DensePose-like colours
     media.write_mp4(folder / "motion20.mp4", motion, fps=25)
     media.write_mp4(folder / "motion4.mp4", motion[:4], fps=25)
     # 8 flat grey frames at 50 fps, frame k at level 20 k: resampling to 25 fps must keep frames 0, 2, 4, 6.
     media.write_mp4(folder / "grey50.mp4", [np.full((48, 80, 3), 20 * k, np.uint8) for k in range(8)], fps=50)
+    media.write_mp4(folder / "densepose50.mp4", [viridis(np.full((48, 80), 20 * k)) for k in range(8)], fps=50)
     return {"reference": folder / "reference.png", "motion20": folder / "motion20.mp4",
-            "motion4": folder / "motion4.mp4", "grey50": folder / "grey50.mp4"}
+            "motion4": folder / "motion4.mp4", "grey50": folder / "grey50.mp4",
+            "densepose50": folder / "densepose50.mp4"}
 
 
 # ---------------------------------------------------------------------------------------------------- fitting
@@ -85,13 +88,11 @@ def test_motion_is_resampled_to_fps_and_padded_with_its_background(files: dict[s
 def test_motion_decoding_stops_once_past_the_frame_limit(files: dict[str, Path],
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """A container that does not store its frame count passes the early check; decoding must still stop."""
-    from engine.pipelines.pose import job as pose_job
-
-    monkeypatch.setattr(pose_job, "MAX_MOTION_FRAMES", 2)
     fitted: list[tuple[int, ...]] = []
     real_fit = media.fit
     monkeypatch.setattr(media, "fit", lambda frame, *a, **k: fitted.append(frame.shape) or real_fit(frame, *a, **k))
-    with pytest.raises(InputError, match="too long.*at most 2 frames at 25 fps"):
+    with limits.applied(limits.Limits(max_video_frames=2)), \
+            pytest.raises(InputError, match="too long.*at most 2 frames at 25 fps"):
         read_motion(files["grey50"], 25, SIZE, "stretch")  # 8 frames at 50 fps -> 4 at 25
     assert len(fitted) == 5  # the 6th source frame would make a 3rd output frame: stopped there
 
@@ -126,7 +127,7 @@ def test_twenty_frames_end_to_end(session_engine: Engine, files: dict[str, Path]
     options = settings["options"]
     assert (options["fit"], options["grid"], options["guidance"], options["fps"]) == ("crop", True, 7.5, 25)
     assert set(settings["checkpoints"]) == {"sd15", "sd_vae_mse", "magicanimate"}
-    assert settings["inputs"] == {"image": "reference.png", "motion": "motion20.mp4"}
+    assert {k: v["name"] for k, v in settings["inputs"].items()} == {"image": "reference.png", "motion": "motion20.mp4"}
 
 
 def _empty_video(path: Path) -> Path:
@@ -180,14 +181,14 @@ def test_cli_resamples_fps_and_matches_the_engine(capsys: pytest.CaptureFixture,
     common = ["--cache-dir", str(tiny_hub), "--offline", "--device", "cpu"]
     flags = [f"--{k}={v}" for k, v in TINY.items()]
     out = tmp_path / "cli"
-    assert main(["pose", "--image", str(files["reference"]), "--motion", str(files["grey50"]), *flags,
+    assert main(["pose", "--image", str(files["reference"]), "--motion", str(files["densepose50"]), *flags,
                  "--fps", "25", "--no-grid", "--out", str(out), *common]) == 0
     cli = frames_of(out / "result.mp4")
     assert len(cli) == 4 and media.video_info(out / "result.mp4").fps == pytest.approx(25)  # 8 frames at 50 fps
     assert sorted(p.name for p in out.iterdir()) == ["result.mp4", "settings.json"]
     settings = json.loads((out / "settings.json").read_text())
     assert settings["options"]["grid"] is False and settings["options"]["seed"] == 3
-    same = session_engine.run("pose", {"image": files["reference"], "motion": files["grey50"]},
+    same = session_engine.run("pose", {"image": files["reference"], "motion": files["densepose50"]},
                               {**TINY, "fps": 25, "grid": False})
     assert json.loads(same.files["settings"].read_text())["options"] == settings["options"]
     # Same pixels up to H.264 noise (write_mp4's threaded x264 is not bit-exact; another seed differs by ~30).
@@ -196,7 +197,7 @@ def test_cli_resamples_fps_and_matches_the_engine(capsys: pytest.CaptureFixture,
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
     capsys.readouterr()
-    assert main(["pose", "--image", str(bad), "--motion", str(files["grey50"]), "--out", str(tmp_path / "no"),
+    assert main(["pose", "--image", str(bad), "--motion", str(files["densepose50"]), "--out", str(tmp_path / "no"),
                  *common]) == 2
     assert "error: Could not read 'bad.png' as an image" in capsys.readouterr().err
     assert not (tmp_path / "no").exists()
@@ -205,7 +206,7 @@ def test_cli_resamples_fps_and_matches_the_engine(capsys: pytest.CaptureFixture,
 def test_tab_through_gradio_client(session_engine: Engine, files: dict[str, Path]) -> None:
     demo = build_app(session_engine)
     endpoints = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
-    assert endpoints["pose"].concurrency_id == "gpu"
+    assert endpoints["pose"].concurrency_limit is None  # the engine's device slot serialises jobs
     demo.queue().launch(prevent_thread_lock=True, quiet=True, allowed_paths=[str(session_engine.config.outputs)])
     try:
         client = Client(demo.local_url, verbose=False)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.errors import CheckpointError
+from engine.weights import load_pickle_safely
 
 
 @dataclass(frozen=True)
@@ -211,10 +212,7 @@ def read_cmp_state(path: Path) -> dict[str, torch.Tensor]:
     """
     if not Path(path).is_file():
         raise CheckpointError(f"CMP checkpoint not found: {path}. Download the 'mofa_traj' checkpoint again.")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt file or pickled objects other than tensors/containers
-        raise CheckpointError(f"Could not read the CMP checkpoint {path}: {exc}. Delete it and download again.") from exc
+    checkpoint = load_pickle_safely(path, "mofa_traj")
     state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} has no 'state_dict'; it is not the published CMP checkpoint.")

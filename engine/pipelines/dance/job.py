@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shutil
 import zipfile
+from contextlib import closing
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -13,7 +14,8 @@ from engine.errors import InputError
 from engine.jobs import JobContext, PreviewContext
 from engine.tasks import Options
 from engine.pipelines.dance.cutout import MODEL_FILE, AnimeCutout, needs_cutout
-from engine.pipelines.dance.udp import IMAGE_EXTENSIONS, UDP_EXTENSIONS, open_pose_sequence
+from engine.pipelines.dance.sheets import check_sheet_size
+from engine.pipelines.dance.udp import IMAGE_EXTENSIONS, UDP_EXTENSIONS, VideoPoses, open_pose_sequence
 
 MAX_SHEETS = 8
 EXAMPLE_POSES = "poses_template.zip"
@@ -22,9 +24,12 @@ PREVIEW_FRAMES = 12
 
 
 def _pose_mode(path: Path) -> str:
-    """'udp' for .npz frames (a zip/folder of them), 'parser' for a video or a zip/folder of pictures."""
-    if path.suffix.lower() in VIDEO_EXTENSIONS:
+    """'udp' for .npz frames (one, or a zip/folder of them), 'parser' for a video or pictures."""
+    suffix = path.suffix.lower()
+    if suffix in VIDEO_EXTENSIONS or suffix in IMAGE_EXTENSIONS:
         return "parser"
+    if suffix in UDP_EXTENSIONS:  # a one-frame sequence (an .npz is itself a zip: decided before looking inside)
+        return "udp"
     if path.is_dir():
         names = [p.name for p in path.iterdir()]
     elif zipfile.is_zipfile(path):
@@ -47,10 +52,7 @@ def _check_sheet(path: Path, image: np.ndarray) -> None:
     from engine.pipelines.dance.pipeline import WORKING_SIZE
     from engine.pipelines.dance.sheets import prepare_sheets
 
-    try:
-        prepare_sheets([image], WORKING_SIZE)
-    except InputError as exc:
-        raise InputError(f"{path.name}: {exc}") from None
+    prepare_sheets([image], WORKING_SIZE, names=[path.name])
 
 
 def _read_sheets(sheets: list[Path], masks: list[Path]) -> list[np.ndarray]:
@@ -60,9 +62,11 @@ def _read_sheets(sheets: list[Path], masks: list[Path]) -> list[np.ndarray]:
         raise InputError(f"{len(sheets)} sheets given; CoNR takes 1 to {MAX_SHEETS}. Remove some views.")
     if masks and len(masks) != len(sheets):
         raise InputError(f"{len(masks)} masks for {len(sheets)} sheets: give one mask per sheet, in the same order.")
-    images = [media.read_image(p) for p in sheets]
+    images = [media.read_image(p, what="Character sheet") for p in sheets]
+    for path, image in zip(sheets, images):  # every sheet, cut out later or not: refused before any model loads
+        check_sheet_size(image, f"Character sheet '{Path(path).name}'")
     for i, mask_path in enumerate(masks):
-        mask = media.read_image(mask_path, keep_alpha=False)
+        mask = media.read_image(mask_path, keep_alpha=False, what="Mask")
         if mask.shape[:2] != images[i].shape[:2]:
             raise InputError(f"Mask '{Path(mask_path).name}' is {mask.shape[1]}x{mask.shape[0]} but sheet "
                              f"'{Path(sheets[i]).name}' is {images[i].shape[1]}x{images[i].shape[0]}: sizes must match.")
@@ -89,15 +93,14 @@ def validate(inputs: dict[str, Any], options: Options) -> dict[str, Any]:
                          f"sheets as PNGs with a transparent background.")
     poses = inputs.get("poses")
     pose_mode = _pose_mode(Path(poses)) if poses else "udp"
-    if poses and Path(poses).suffix.lower() in VIDEO_EXTENSIONS:
-        media.video_info(poses)
-    elif poses:  # opening reads every frame header: bad frames fail now, before any model loads
-        _check_range(options, open_pose_sequence(Path(poses), pose_mode))
+    if poses:  # opening reads every frame header (a video's packets): bad frames fail now, before any model loads
+        with closing(_open_poses(Path(poses), pose_mode, options)) as sequence:
+            _check_range(options, sequence)
     background = options.background.strip()
     if background == "image":
         if not inputs.get("background_image"):
             raise InputError("background is 'image' but no background image was given.")
-        backdrop: Any = media.read_image(inputs["background_image"], keep_alpha=False)
+        backdrop: Any = media.read_image(inputs["background_image"], keep_alpha=False, what="Background image")
     elif background.startswith("#"):
         backdrop = media.parse_colour(background)
     elif background == "transparent":
@@ -108,27 +111,33 @@ def validate(inputs: dict[str, Any], options: Options) -> dict[str, Any]:
             "poses": Path(poses) if poses else None, "pose_mode": pose_mode, "backdrop": backdrop}
 
 
+def _open_poses(path: Path, mode: str, options: Options) -> Any:
+    """The pose sequence at `path`; a video is decoded lazily, and never past frame_end."""
+    if path.suffix.lower() in VIDEO_EXTENSIONS:
+        return VideoPoses(path, stop=options.frame_end if options.frame_end >= 0 else None)
+    return open_pose_sequence(path, mode)
+
+
 def _check_range(options: Options, poses: Any) -> int:
-    """Frames the job will render; InputError for an empty sequence or range."""
+    """Frames the job will render; InputError for an empty sequence or range, or pose frames too large to write."""
     from engine.pipelines.dance.pipeline import frame_range
+    from engine.pipelines.dance.sheets import MAX_OUTPUT_SIDE
 
     if len(poses) == 0:
         raise InputError("The pose sequence has zero frames.")
+    height, width = poses.frame_size
+    if options.output_size != "fit" and max(height, width) > MAX_OUTPUT_SIDE:
+        raise InputError(f"The pose frames are {width}x{height}; output_size 'crop' writes the result at that size, "
+                         f"and at most {MAX_OUTPUT_SIDE} pixels a side. Choose output_size 'fit' or downscale the poses.")
     return len(frame_range(options, len(poses)))
 
 
 def _pose_source(ctx: JobContext) -> Any:
-    """The pose sequence object the pipeline reads: given file, decoded video frames, or the example motion."""
+    """The pose sequence object the pipeline reads: the given file or video, or the example motion."""
     path, mode = ctx.inputs["poses"], ctx.inputs["pose_mode"]
     if path is None:
         path = ctx.checkpoint("conr") / EXAMPLE_POSES
-    elif path.suffix.lower() in VIDEO_EXTENSIONS:
-        frames_dir = ctx.path("video_frames")
-        count = media.write_png_sequence(frames_dir, media.iter_video(path))
-        if count == 0:
-            raise InputError(f"'{path.name}' contains no video frames.")
-        path = frames_dir
-    poses = open_pose_sequence(path, mode)
+    poses = _open_poses(path, mode, ctx.options)
     _check_range(ctx.options, poses)
     return poses
 
@@ -157,7 +166,7 @@ def execute(ctx: JobContext) -> dict[str, Path]:
     preview_at = set(np.linspace(0, total - 1, min(PREVIEW_FRAMES, total)).round().astype(int).tolist())
     preview_dir = ctx.path("preview")
     preview_dir.mkdir()
-    backdrop = ctx.inputs["backdrop"]
+    backdrop = None if ctx.inputs["backdrop"] is None else media.Backdrop(ctx.inputs["backdrop"])  # fitted once
 
     def with_previews() -> Iterator[np.ndarray]:
         for i, frame in enumerate(frames):
@@ -178,8 +187,7 @@ def execute(ctx: JobContext) -> dict[str, Path]:
         media.write_png_sequence(frames_dir, (_straight(f, backdrop) for f in with_previews()))
         outputs["frames"] = frames_dir
         outputs["archive"] = Path(shutil.make_archive(str(ctx.path("frames")), "zip", frames_dir))
-    if ctx.path("video_frames").exists():
-        shutil.rmtree(ctx.path("video_frames"))
+    poses.close()
     outputs["preview"] = preview_dir
     if ctx.path("cutouts").exists():
         outputs["cutouts"] = ctx.path("cutouts")

@@ -15,7 +15,7 @@ from engine.offload import ModelOffload
 from engine.pipelines.base import CancelToken, Pipeline, Progress, no_progress
 from engine.runtime import ModelCache, NetworkKey, cached_network
 from engine.tasks import Options
-from engine.weights import frozen_on
+from engine.weights import frozen_on, load_pickle_safely
 from engine.pipelines.dance.networks import NETWORK_NAMES, DanceNetConfig, build_networks, normalize_input
 from engine.pipelines.dance.sheets import check_output_size, fit_frame, paste_back, prepare_sheets
 from engine.pipelines.dance.udp import (PoseImageSequence, UDPSequence, check_udp_frame, predict_udp,
@@ -58,11 +58,7 @@ def _read_networks(folder: Path) -> dict[str, nn.Module]:
         file = folder / f"{name}.pth"
         if not file.is_file():
             raise CheckpointError(f"CoNR checkpoint {file} is missing; download the 'conr' models again.")
-        try:
-            states[name] = torch.load(file, map_location="cpu", weights_only=True)
-        except Exception as exc:  # truncated file, foreign pickle, ...
-            raise CheckpointError(f"CoNR checkpoint {file} could not be read ({exc}); "
-                                  "delete it and download the 'conr' models again.") from exc
+        states[name] = load_pickle_safely(file, "conr")
     try:
         config = DanceNetConfig.from_state_dicts(states)
         with torch.device("meta"):

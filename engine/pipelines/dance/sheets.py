@@ -19,6 +19,7 @@ from engine.errors import InputError
 MIN_ALPHA_AREA = 0.001  # below this fraction of visible pixels an image counts as empty
 OPAQUE_MASK_MEAN = 0.95  # the original refuses sheets whose cropped mask is this opaque (conr.py@660c4f771390)
 MAX_OUTPUT_SIDE = 4096
+MIN_SHEET_SIDE = 16  # pixels: the character is scaled up to the working size (256); a smaller view shows nothing
 
 
 @dataclass(frozen=True)
@@ -92,19 +93,31 @@ def as_rgba(image: np.ndarray, what: str) -> np.ndarray:
     return image
 
 
-def prepare_sheets(sheets: Sequence[np.ndarray], size: int) -> tuple[np.ndarray, np.ndarray]:
+def check_sheet_size(sheet: np.ndarray, what: str) -> None:
+    """Refuse a sheet smaller than MIN_SHEET_SIDE on a side (a 1x1 picture is no character view)."""
+    shape = getattr(sheet, "shape", ())
+    if len(shape) >= 2 and min(shape[:2]) < MIN_SHEET_SIDE:
+        raise InputError(f"{what} is only {shape[1]}x{shape[0]} pixels, too small to show the character. Upload a "
+                         f"picture at least {MIN_SHEET_SIDE}x{MIN_SHEET_SIDE} (CoNR scales the character to "
+                         "256x256).")
+
+
+def prepare_sheets(sheets: Sequence[np.ndarray], size: int,
+                   names: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Character sheets -> (premultiplied RGB [M,3,S,S], mask [M,1,S,S]) float32 in [0, 1].
 
     A sheet without transparency is refused: CoNR needs the character cut out from its background.
     Beyond the original's test (cropped mask >= 95% opaque) a sheet with no transparent pixel at all is
     refused too, since a wide opaque picture would otherwise slip through its square padding.
+    Messages name a sheet by its file name when `names` are given, else by its position.
     """
     if len(sheets) == 0:
         raise InputError("No character sheet given: add at least one picture of the character "
                          "(CoNR's examples use 4 views).")
     rgbs, masks = [], []
     for index, sheet in enumerate(sheets, start=1):
-        what = f"Character sheet {index}"
+        what = f"Character sheet '{names[index - 1]}'" if names else f"Character sheet {index}"
+        check_sheet_size(sheet, what)
         rgba = as_rgba(sheet, what)
         box = square_box(rgba[..., 3])
         if box is None:

@@ -1,24 +1,30 @@
-"""Pose sequences for CoNR: UDP frames (`.npz`, key 'i') or pose pictures for the parser mode.
+"""Pose sequences for CoNR: UDP frames (`.npz`, key 'i'), pose pictures for the parser mode, or a dance video.
 
-A sequence is a folder or a `.zip`. Frames are read lazily, one at a time, straight from the folder or
-from the archive's members in memory (nothing is extracted). Frames sort numerically ("2.npz" before
-"10.npz"); the original sorted names as strings, which scrambles any sequence past frame 9.
-Every frame is checked when the sequence is opened (headers only), so bad input fails before any model
-runs, with the file named.
+A sequence is a folder, a `.zip`, or one frame file (a one-frame sequence). Frames are read lazily, one at a time,
+straight from the folder or from the archive's members (nothing is extracted); a zip is opened, and its index read,
+once for the sequence's life. Frames sort numerically ("2.npz" before "10.npz"); the original sorted names as
+strings, which scrambles any sequence past frame 9.
+Every frame's header is checked when the sequence is opened (array shape and dtype, picture size; no array is
+inflated), so bad input fails before any model runs, with the file named. What a sequence may cost comes from
+`engine.limits`: pixels per frame, members and unpacked bytes per zip, frames per video.
 """
 from __future__ import annotations
 
+import contextlib
 import io
+import math
 import re
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
-from typing import Callable, Sequence
+from typing import IO, Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
 import torch
 from PIL import Image
 
+from engine import limits, media
 from engine.errors import InputError
 from engine.pipelines.dance.networks import ResEncUnet, normalize_input
 from engine.pipelines.dance.sheets import CropBox, as_rgba, crop_square, premultiply, square_box
@@ -26,7 +32,8 @@ from engine.pipelines.dance.sheets import CropBox, as_rgba, crop_square, premult
 UDP_EXTENSIONS = (".npz",)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 UDP_KEY = "i"
-MAX_MEMBER_BYTES = 1 << 30  # refuse archive members that would inflate past 1 GiB
+CHUNK = 1 << 20  # members are inflated this much at a time
+MAX_NPY_HEADER = 10_000  # numpy's own default bound on an .npy header
 
 
 def natural_key(name: str) -> tuple:
@@ -34,44 +41,112 @@ def natural_key(name: str) -> tuple:
     return tuple(int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name))
 
 
+def check_frame_pixels(height: int, width: int, what: str) -> None:
+    """Refuse a pose frame over the pixel limit (the output is pasted at the pose frame's size)."""
+    max_pixels = limits.current().max_image_pixels
+    if height * width > max_pixels:
+        raise InputError(f"{what} is {width}x{height}, more than {max_pixels / 1e6:g} megapixels (the limit is set "
+                         "with --max-image-megapixels). Downscale the poses: CoNR works at 256x256.")
+
+
+def read_capped(stream: IO[bytes], limit: int, what: str) -> bytearray:
+    """Read a stream in chunks, refusing it as soon as it passes `limit` bytes (a zip member's declared size can
+    lie: nothing past it is inflated)."""
+    data = bytearray()
+    while chunk := stream.read(min(CHUNK, limit + 1 - len(data))):
+        data += chunk
+        if len(data) > limit:
+            raise InputError(f"{what} unpacks to more than the {limit} bytes it declares: the archive is corrupt or "
+                             "forged. Create the .zip again.")
+    return data
+
+
 class FrameFiles:
-    """The frame files of a folder or a zip archive, naturally sorted, read one at a time."""
+    """The frame files of a folder, a zip archive or a single frame file, naturally sorted, read one at a time.
+
+    A zip is checked against the archive limits from its index alone (member count, declared unpacked size), before
+    anything is inflated; every read is then capped at the member's declared size."""
 
     def __init__(self, path: str | Path, extensions: tuple[str, ...], kind: str) -> None:
         self.path = Path(path)
-        if self.path.is_dir():
-            names = [p.name for p in self.path.iterdir() if p.is_file() and _is_frame(p.name, extensions)]
+        self._archive: zipfile.ZipFile | None = None
+        if self.path.is_file() and self.path.suffix.lower() in extensions:
+            sizes = {self.path.name: self.path.stat().st_size}
+        elif self.path.is_dir():
+            sizes = _folder_frames(self.path, extensions)
         elif self.path.is_file() and zipfile.is_zipfile(self.path):
-            names = []
-            with zipfile.ZipFile(self.path) as archive:
-                for info in archive.infolist():
-                    if info.is_dir() or not _is_frame(info.filename, extensions):
-                        continue
-                    if info.file_size > MAX_MEMBER_BYTES:
-                        raise InputError(f"{info.filename} in {self.path.name} is too large to be a pose frame "
-                                         f"({info.file_size} bytes unpacked).")
-                    names.append(info.filename)
+            self._archive, sizes = _open_archive(self.path, extensions)
         else:
             raise InputError(f"{self.path} is neither a folder nor a .zip archive of {kind}; "
                              f"choose a folder or a .zip holding {'/'.join(extensions)} files.")
-        if not names:
+        if not sizes:
+            self.close()
             raise InputError(f"{self.path.name} holds no {kind} ({'/'.join(extensions)} files); "
                              f"choose a folder or .zip with frames named 0{extensions[0]}, 1{extensions[0]}, ...")
-        self.names = sorted(names, key=natural_key)
+        self.sizes = sizes  # declared unpacked sizes
+        self.names = sorted(sizes, key=natural_key)
 
     def __len__(self) -> int:
         return len(self.names)
 
-    def read(self, index: int) -> bytes:
+    def close(self) -> None:
+        if self._archive is not None:
+            self._archive.close()
+
+    def _open(self, name: str) -> IO[bytes]:
+        if self._archive is not None:  # members are streamed, never extracted
+            return self._archive.open(name)
+        return open(self.path if self.path.is_file() else self.path / name, "rb")
+
+    @contextlib.contextmanager
+    def reading(self, index: int) -> Iterator[IO[bytes]]:
+        """A binary stream of one frame file; read errors become an InputError naming the file."""
         name = self.names[index]
         try:
-            if self.path.is_dir():
-                return (self.path / name).read_bytes()
-            with zipfile.ZipFile(self.path) as archive:  # members are read into memory, never extracted
-                return archive.read(name)
-        except (OSError, zipfile.BadZipFile, KeyError) as exc:
+            with self._open(name) as stream:
+                yield stream
+        except (OSError, zipfile.BadZipFile, EOFError, zlib.error, KeyError) as exc:
             raise InputError(f"Could not read {name} from {self.path.name} ({exc}); "
                              "check that the file is complete.") from exc
+
+    def read(self, index: int) -> bytearray:
+        """One whole frame file, no larger than its declared size."""
+        name = self.names[index]
+        with self.reading(index) as stream:
+            return read_capped(stream, self.sizes[name], f"{name} in {self.path.name}")
+
+
+def _folder_frames(folder: Path, extensions: tuple[str, ...]) -> dict[str, int]:
+    """Regular files directly in the folder; symbolic links are skipped, so nothing outside it is read."""
+    return {p.name: p.stat().st_size for p in folder.iterdir()
+            if not p.is_symlink() and p.is_file() and _is_frame(p.name, extensions)}
+
+
+def _open_archive(path: Path, extensions: tuple[str, ...]) -> tuple[zipfile.ZipFile, dict[str, int]]:
+    """The open zip and its frame members' declared sizes, checked against the archive limits."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{path.name} is not a readable .zip archive ({exc}); create it again.") from exc
+    sizes = {info.filename: info.file_size for info in archive.infolist()
+             if not info.is_dir() and _is_frame(info.filename, extensions)}
+    try:
+        _check_archive(path, len(archive.infolist()), sum(sizes.values()))
+    except InputError:
+        archive.close()
+        raise
+    return archive, sizes
+
+
+def _check_archive(path: Path, members: int, unpacked: int) -> None:
+    allowed = limits.current()
+    if members > allowed.max_archive_members:
+        raise InputError(f"{path.name} holds {members} files; at most {allowed.max_archive_members} are read "
+                         "from one .zip. Split the sequence or remove the other files.")
+    if unpacked > allowed.max_archive_bytes:
+        raise InputError(f"{path.name} unpacks to {unpacked / 2**20:.1f} MB; at most "
+                         f"{allowed.max_archive_bytes / 2**20:g} MB are read from one .zip (set with --max-archive-mb). "
+                         "Shorten the sequence or lower its resolution.")
 
 
 def _is_frame(name: str, extensions: tuple[str, ...]) -> bool:
@@ -85,19 +160,23 @@ class UDPSequence(Sequence[np.ndarray]):
 
     def __init__(self, path: str | Path) -> None:
         self.files = FrameFiles(path, UDP_EXTENSIONS, "UDP pose frames")
-        self.frame_size = _same_size(self.files, lambda i: _udp_header(self.files.names[i], self.files.read(i)))
+        self.frame_size = _same_size(self.files, self._header)
+
+    def _header(self, index: int) -> tuple[int, ...]:
+        with _udp_array(self.files, index) as (shape, _, _, _):
+            return shape
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, index: int) -> np.ndarray:  # type: ignore[override]
         name = self.files.names[index]
-        try:
-            with np.load(io.BytesIO(self.files.read(index)), allow_pickle=False) as npz:
-                frame = npz[UDP_KEY]
-        except (ValueError, OSError, zipfile.BadZipFile, KeyError, EOFError) as exc:
-            raise InputError(f"Pose frame {name} could not be read ({exc}); re-export the sequence.") from exc
+        with _udp_array(self.files, index) as (shape, fortran, dtype, stream):
+            frame = _read_array(stream, shape, fortran, dtype, name)
         return check_udp_frame(frame, name)
+
+    def close(self) -> None:
+        self.files.close()
 
 
 class PoseImageSequence(Sequence[np.ndarray]):
@@ -108,20 +187,19 @@ class PoseImageSequence(Sequence[np.ndarray]):
         self.frame_size = _same_size(self.files, self._header)
 
     def _header(self, index: int) -> tuple[int, int]:
-        try:
-            with Image.open(io.BytesIO(self.files.read(index))) as image:
-                return image.height, image.width
-        except (OSError, ValueError) as exc:
-            raise InputError(f"Pose picture {self.files.names[index]} is not a readable image ({exc}).") from exc
+        with self.files.reading(index) as stream:
+            return _picture_size(stream, self.files.names[index])
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, index: int) -> np.ndarray:  # type: ignore[override]
-        data = np.frombuffer(self.files.read(index), np.uint8)
-        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        name = self.files.names[index]
+        data = self.files.read(index)
+        _picture_size(data, name)  # the file may have changed since it was opened: check before decoding
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         if image is None:
-            raise InputError(f"Pose picture {self.files.names[index]} could not be decoded; use PNG or JPEG.")
+            raise InputError(f"Pose picture {name} could not be decoded; use PNG or JPEG.")
         if image.dtype == np.uint16:
             image = (image >> 8).astype(np.uint8)
         if image.ndim == 2:
@@ -131,6 +209,62 @@ class PoseImageSequence(Sequence[np.ndarray]):
         else:
             image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         return image
+
+    def close(self) -> None:
+        self.files.close()
+
+
+class VideoPoses(Sequence[np.ndarray]):
+    """The frames of a dance video as pose pictures (HxWx3 uint8 RGB), decoded in order as they are asked for.
+
+    Only the frames before `stop` (the job's frame_end) count: nothing past the last rendered frame is decoded, and
+    no frame is written anywhere. The length comes from the video's packets (no decoding), up to the frame limit."""
+
+    def __init__(self, path: str | Path, stop: int | None = None) -> None:
+        self.path = Path(path)
+        info = media.video_info(self.path)
+        self.frame_size = info.height, info.width
+        check_frame_pixels(info.height, info.width, f"Dance video '{self.path.name}'")
+        self._length = _video_length(self.path, info, stop)
+        self._frames: Iterator[np.ndarray] | None = None
+        self._next = 0  # index of the frame the decoder yields next
+        self._last: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, index: int) -> np.ndarray:  # type: ignore[override]
+        if not 0 <= index < self._length:
+            raise IndexError(index)
+        if self._frames is None or index < self._next - 1:  # going back: decode again from the start
+            self.close()
+            self._frames, self._next = media.iter_video(self.path), 0
+        while self._next <= index:
+            self._last = next(self._frames, None)
+            if self._last is None:
+                raise InputError(f"'{self.path.name}' ended after {self._next} frames although it holds "
+                                 f"{self._length}; the video is damaged. Re-export it.")
+            self._next += 1
+        return self._last  # type: ignore[return-value]
+
+    def close(self) -> None:
+        if self._frames is not None:
+            self._frames.close()  # type: ignore[attr-defined]
+            self._frames = None
+
+
+def _video_length(path: Path, info: media.VideoInfo, stop: int | None) -> int:
+    """Frames before `stop` (all when None), refused past the frame limit before any is decoded."""
+    max_frames = limits.current().max_video_frames
+    if stop is None and info.frames > max_frames:
+        count = info.frames
+    else:
+        wanted = max_frames + 1 if stop is None else min(stop, max_frames + 1)
+        count = media.count_video_frames(path, wanted)
+    if count > max_frames:
+        raise InputError(f"Dance video '{path.name}' is too long (at least {count} frames; at most {max_frames} are "
+                         "decoded from one video, set with --max-video-frames). Trim it or set frame_end.")
+    return count
 
 
 def open_pose_sequence(path: str | Path, pose_mode: str) -> UDPSequence | PoseImageSequence:
@@ -149,23 +283,63 @@ def _same_size(files: FrameFiles, header: Callable[[int], tuple[int, ...]]) -> t
     return first  # type: ignore[return-value]
 
 
-def _udp_header(name: str, data: bytes) -> tuple[int, ...]:
-    """Shape of the 'i' array of an .npz without inflating the array itself."""
+def _picture_size(source: IO[bytes] | bytearray, name: str) -> tuple[int, int]:
+    """(height, width) of a pose picture from its header, refused over the pixel limit."""
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as npz:
-            if f"{UDP_KEY}.npy" not in npz.namelist():
-                keys = ", ".join(n.removesuffix(".npy") for n in npz.namelist()) or "none"
-                raise InputError(f"Pose frame {name} has no array '{UDP_KEY}' (found: {keys}); UDP frames "
-                                 f"store an HxWx4 float array under '{UDP_KEY}', as MMD2UDP writes them.")
-            with npz.open(f"{UDP_KEY}.npy") as member:
-                version = np.lib.format.read_magic(member)
-                read = np.lib.format.read_array_header_1_0 if version == (1, 0) \
-                    else np.lib.format.read_array_header_2_0
-                shape, _, dtype = read(member)
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise InputError(f"Pose frame {name} is not a readable .npz file ({exc}); re-export the sequence.") from exc
-    _check_udp_layout(shape, dtype, name)
-    return shape
+        with Image.open(source if hasattr(source, "read") else io.BytesIO(source)) as image:
+            height, width = image.height, image.width
+    except Image.DecompressionBombError:
+        height = width = math.isqrt(limits.current().max_image_pixels) + 1
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InputError(f"Pose picture {name} is not a readable image ({exc}).") from exc
+    check_frame_pixels(height, width, f"Pose picture {name}")
+    return height, width
+
+
+@contextlib.contextmanager
+def _udp_array(files: FrameFiles, index: int) -> Iterator[tuple[tuple[int, ...], bool, np.dtype, IO[bytes]]]:
+    """The checked header of a frame's 'i' array (shape, fortran order, dtype) and the stream at its data.
+
+    Only the .npy header is read here: a forged header claiming a huge array is refused before anything is
+    allocated or inflated."""
+    name = files.names[index]
+    with files.reading(index) as stream:
+        try:
+            with zipfile.ZipFile(stream) as npz:
+                if f"{UDP_KEY}.npy" not in npz.namelist():
+                    keys = ", ".join(n.removesuffix(".npy") for n in npz.namelist()) or "none"
+                    raise InputError(f"Pose frame {name} has no array '{UDP_KEY}' (found: {keys}); UDP frames "
+                                     f"store an HxWx4 float array under '{UDP_KEY}', as MMD2UDP writes them.")
+                with npz.open(f"{UDP_KEY}.npy") as member:
+                    shape, fortran, dtype = _npy_header(member)
+                    _check_udp_layout(shape, dtype, name)
+                    yield shape, fortran, dtype, member
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+            raise InputError(f"Pose frame {name} is not a readable .npz file ({exc}); "
+                             "re-export the sequence.") from exc
+
+
+def _npy_header(stream: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(stream, max_header_size=MAX_NPY_HEADER)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(stream, max_header_size=MAX_NPY_HEADER)
+    raise ValueError(f".npy format {version[0]}.{version[1]} is not supported")
+
+
+def _read_array(stream: IO[bytes], shape: tuple[int, ...], fortran: bool, dtype: np.dtype,
+                name: str) -> np.ndarray:
+    """Exactly the data a checked header declares, read in chunks into one allocation."""
+    flat = np.empty(math.prod(shape), dtype)
+    view = memoryview(flat.view(np.uint8))
+    done = 0
+    while done < len(view):
+        got = stream.readinto(view[done:done + CHUNK])
+        if not got:
+            raise InputError(f"Pose frame {name} is truncated ({done} of {len(view)} bytes); re-export the sequence.")
+        done += got
+    return flat.reshape(shape[::-1]).transpose() if fortran else flat.reshape(shape)
 
 
 def _check_udp_layout(shape: tuple[int, ...], dtype: np.dtype, name: str) -> None:
@@ -174,6 +348,7 @@ def _check_udp_layout(shape: tuple[int, ...], dtype: np.dtype, name: str) -> Non
                          "HxWx4 (X, Y, Z surface coordinates and alpha).")
     if not np.issubdtype(dtype, np.floating):
         raise InputError(f"Pose frame {name} holds {dtype} values; UDP frames must be floats in [0, 1].")
+    check_frame_pixels(shape[0], shape[1], f"Pose frame {name}")
 
 
 def check_udp_frame(frame: np.ndarray, name: str) -> np.ndarray:
@@ -181,7 +356,11 @@ def check_udp_frame(frame: np.ndarray, name: str) -> np.ndarray:
     if not isinstance(frame, np.ndarray):
         raise InputError(f"Pose frame {name} is not an array; UDP frames are HxWx4 float arrays.")
     _check_udp_layout(frame.shape, frame.dtype, name)
-    return frame.astype(np.float32, copy=False)
+    frame = frame.astype(np.float32, copy=False)
+    if not np.isfinite(frame).all():
+        raise InputError(f"Pose frame {name} holds NaN or infinite values; UDP frames hold finite coordinates and "
+                         "alpha in [0, 1]. Re-export the sequence.")
+    return frame
 
 
 def prepare_udp_frame(udp: np.ndarray, size: int) -> tuple[np.ndarray, CropBox | None]:

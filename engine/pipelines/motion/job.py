@@ -8,6 +8,7 @@ that says so, instead of failing after the models have loaded.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -33,29 +34,77 @@ def parse_trajectories(value: Any, source: str = "trajectories") -> list[list[li
     if isinstance(value, str) and not value.lstrip().startswith(("[", "{")):
         value = Path(value)
     if isinstance(value, Path):
-        if not value.is_file():
-            raise InputError(f"Trajectory file '{value.name}' does not exist. Give a JSON file such as {EXAMPLE}.")
-        source, value = value.name, value.read_text(encoding="utf-8", errors="replace")
+        source, value = value.name, _read_trajectory_file(value)
     if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"'{source}' is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}). "
-                             f"Write a list of trajectories of [x, y] points, e.g. {EXAMPLE}.") from None
+        value = _load_trajectory_json(value, source)
     if not isinstance(value, list):
         raise InputError(f"'{source}' must be a list of trajectories (each a list of [x, y] points), e.g. {EXAMPLE}.")
     tracks = []
     for i, track in enumerate(value, start=1):
         if not isinstance(track, list) or not all(_is_point(p) for p in track):
-            raise InputError(f"Trajectory {i} in '{source}' must be a list of [x, y] number pairs, e.g. "
-                             f"[[120, 200], [180, 190]]; got {json.dumps(track)[:60]}.")
+            raise InputError(f"Trajectory {i} in '{source}' must be a list of [x, y] number pairs (finite "
+                             f"pixel coordinates), e.g. [[120, 200], [180, 190]]; got {_shorten(track)}.")
         tracks.append([[float(x), float(y)] for x, y in track])
     return tracks
 
 
+MAX_TRAJECTORY_BYTES = 1_000_000  # hand-drawn trajectories take a few KB; bounds the parser's time and memory
+
+
+def _read_trajectory_file(path: Path) -> str:
+    if not path.is_file():
+        raise InputError(f"Trajectory file '{path.name}' does not exist. Give a JSON file such as {EXAMPLE}.")
+    _check_trajectory_size(path.stat().st_size, path.name)
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
+def _check_trajectory_size(size: int, source: str) -> None:
+    if size > MAX_TRAJECTORY_BYTES:
+        raise InputError(f"'{source}' is {size / 1e6:.1f} MB; trajectories are at most {MAX_TRAJECTORY_BYTES // 10**6} "
+                         f"MB of JSON. Give a few lists of [x, y] points, e.g. {EXAMPLE}.")
+
+
+def _load_trajectory_json(text: str, source: str) -> Any:
+    """json.loads with the failures a hostile or broken file causes (bad syntax, deep nesting, NaN/Infinity, an
+    integer too long for Python to convert) as InputErrors naming `source`."""
+    _check_trajectory_size(len(text.encode("utf-8", errors="replace")), source)
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"'{source}' is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}). "
+                         f"Write a list of trajectories of [x, y] points, e.g. {EXAMPLE}.") from None
+    except RecursionError:
+        raise InputError(f"'{source}' is nested too deeply to be trajectories: write a list of trajectories, each a "
+                         f"list of [x, y] points, e.g. {EXAMPLE}.") from None
+    except ValueError:  # NaN/Infinity (refused below) or an integer over Python's digit limit
+        raise InputError(f"'{source}' holds NaN, Infinity or a number with thousands of digits, which is no pixel "
+                         f"coordinate. Use plain numbers, e.g. {EXAMPLE}.") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
 def _is_point(point: Any) -> bool:
-    return (isinstance(point, (list, tuple)) and len(point) == 2
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in point))
+    return isinstance(point, (list, tuple)) and len(point) == 2 and all(_is_coordinate(v) for v in point)
+
+
+def _is_coordinate(value: Any) -> bool:
+    """A finite int or float (not a bool); a huge int overflows float() and is not one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def _shorten(value: Any, limit: int = 60) -> str:
+    """JSON of a value cut to `limit` characters (an int over Python's digit limit cannot be written out)."""
+    try:
+        return json.dumps(value)[:limit]
+    except ValueError:  # an int over Python's digit limit
+        return "a number with too many digits"
 
 
 def check_trajectories(tracks: list[list[list[float]]], image: np.ndarray, size: int) -> None:
@@ -81,7 +130,7 @@ def check_trajectories(tracks: list[list[list[float]]], image: np.ndarray, size:
 
 def read_brush(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
     """Mask picture -> uint8 HxW, 255 where painted (bright, and opaque if it has transparency)."""
-    pixels = media.read_image(path)
+    pixels = media.read_image(path, what="Motion brush")
     painted = pixels[..., :3].max(axis=-1) > 127
     if pixels.shape[-1] == 4:
         painted &= pixels[..., 3] > 127
@@ -104,7 +153,7 @@ def validate(inputs: dict[str, Any], options: Options) -> dict[str, Any]:
     MotionPipeline.check_options(options)
     if not inputs.get("image"):
         raise InputError("No picture given. Upload an image (CLI: --image PATH).")
-    image = media.read_image(inputs["image"], keep_alpha=False)
+    image = media.read_image(inputs["image"], keep_alpha=False, what="Picture")
     if inputs.get("trajectories") is None:
         raise InputError(f"No trajectories given. Draw them on the picture (CLI: --trajectories traj.json holding "
                          f"e.g. {EXAMPLE}).")

@@ -9,41 +9,28 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from engine import media
+from engine import limits, media
 from engine.errors import InputError
 from engine.jobs import JobContext, PreviewContext
+from engine.pipelines.pose.palette import densepose_warning
 from engine.tasks import Options
 
-MAX_IMAGE_PIXELS = 80_000_000  # below Pillow's decompression-bomb warning; a 48 MP phone photo passes
-MAX_MOTION_FRAMES = 1800  # 72 s at 25 fps: hours of denoising; the decoded clip is held whole (1.4 GB at 512)
 RESIZE = "bicubic"  # the original resizes the reference and every motion frame with Pillow's default (bicubic)
 
 
 # ---------------------------------------------------------------------------------------------------- inputs
 
 def read_reference(path: str | Path) -> np.ndarray:
-    """The reference photo as HxWx3 uint8; pictures too large to hold are refused from their header."""
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            pixels = img.size[0] * img.size[1]
-    except Image.DecompressionBombError:  # Pillow's own limit, far above ours
-        pixels = MAX_IMAGE_PIXELS + 1
-    except (OSError, ValueError, SyntaxError):
-        pixels = 0  # unreadable or missing: read_image names the problem
-    if pixels > MAX_IMAGE_PIXELS:
-        raise InputError(f"Reference image '{path.name}' is too large (more than {MAX_IMAGE_PIXELS // 10**6} "
-                         "megapixels). Downscale it: the model sees it at 512x512.")
-    return media.read_image(path, keep_alpha=False)
+    """The reference photo as HxWx3 uint8; pictures over the pixel limit are refused from their header."""
+    return media.read_image(path, keep_alpha=False, what="Reference image")
 
 
 def check_motion(path: str | Path, fps: float) -> None:
     """A readable video whose first frame decodes and whose length is within the limits (no full decode)."""
     path = Path(path)
     info = media.video_info(path)
-    if info.frames and media.resampled_count(info.frames, info.fps, fps) > MAX_MOTION_FRAMES:
+    if info.frames and media.resampled_count(info.frames, info.fps, fps) > limits.current().max_video_frames:
         raise motion_too_long(path, f"{info.frames} frames at {info.fps:g} fps", fps)
     with closing(media.iter_video(path)) as frames:
         if next(frames, None) is None:
@@ -51,8 +38,9 @@ def check_motion(path: str | Path, fps: float) -> None:
 
 
 def motion_too_long(path: Path, length: str, fps: float) -> InputError:
-    return InputError(f"Motion video '{path.name}' is too long ({length}; at most {MAX_MOTION_FRAMES} frames at "
-                      f"{fps:g} fps). Trim it or lower the fps option.")
+    """The 'too long' error; the frame limit is the engine's (--max-video-frames): the decoded clip is held whole."""
+    return InputError(f"Motion video '{path.name}' is too long ({length}; at most {limits.current().max_video_frames} "
+                      f"frames at {fps:g} fps). Trim it or lower the fps option.")
 
 
 def border_colour(image: np.ndarray) -> tuple[int, ...]:
@@ -72,17 +60,18 @@ def read_motion(path: str | Path, fps: float, size: int, mode: str) -> list[np.n
     """Every motion frame resampled to `fps` and fitted to size x size (pad bars in the first frame's border colour).
 
     Frames are fitted as they are decoded, so a long high-resolution video never sits in memory at full size, and
-    decoding stops with an InputError once the clip passes MAX_MOTION_FRAMES (containers that do not store their
+    decoding stops with an InputError once the clip passes the frame limit (containers that do not store their
     frame count get past check_motion)."""
     path = Path(path)
     source_fps = media.video_info(path).fps
+    max_frames = limits.current().max_video_frames
     fill: tuple[int, ...] | None = None
     decoded = 0
 
     def fitted(frame: np.ndarray) -> np.ndarray:
         nonlocal fill, decoded
         decoded += 1
-        if media.resampled_count(decoded, source_fps, fps) > MAX_MOTION_FRAMES:
+        if media.resampled_count(decoded, source_fps, fps) > max_frames:
             raise motion_too_long(path, f"at least {decoded} frames at {source_fps:g} fps", fps)
         if fill is None:
             fill = border_colour(frame)
@@ -113,6 +102,9 @@ def execute(ctx: JobContext) -> dict[str, Path]:
     size, mode, fps = opts.size, opts.fit, opts.fps
     ctx.progress(0.0, "Reading the motion video")
     motion = read_motion(ctx.inputs["motion"], fps, size, mode)
+    warning = densepose_warning(motion[0], ctx.inputs["motion"].name)
+    if warning:
+        ctx.warn(warning)
     reference = fit_reference(ctx.inputs["reference"], size, mode)
     pipeline = ctx.pipeline()
     result = pipeline({"reference": reference, "motion": motion}, opts, ctx.progress, ctx.cancel)

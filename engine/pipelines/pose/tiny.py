@@ -115,9 +115,11 @@ def tiny_inputs(folder: Path) -> tuple[dict[str, object], dict[str, object]]:
     import numpy as np
 
     from engine import media
+    from engine.pipelines.pose.palette import viridis
 
     rng = np.random.default_rng(0)
     media.write_png(folder / "reference.png", rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
-    media.write_mp4(folder / "motion.mp4", [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(3)], 25)
+    levels = [np.kron(rng.integers(0, 255, (8, 8), dtype=np.uint8), np.ones((8, 8), np.uint8)) for _ in range(3)]
+    media.write_mp4(folder / "motion.mp4", [viridis(frame) for frame in levels], 25)  # DensePose's colours
     return ({"image": folder / "reference.png", "motion": folder / "motion.mp4"},
             {"size": 64, "steps": 2, "context": 2, "overlap": 1, "seed": 3})

@@ -13,21 +13,14 @@ import torch
 from engine.errors import CheckpointError
 from engine.pipelines.pose.motion_module import sinusoidal_table
 from engine.pipelines.pose.unet3d import UNet3DConditionModel, UNet3DConfig
-from engine.weights import DIFFUSERS_WEIGHTS, assign_strict, build_on_meta, describe_keys, read_json, read_state
+from engine.weights import (DIFFUSERS_WEIGHTS, assign_strict, build_on_meta, describe_keys, load_pickle_safely, read_json,
+                            read_state)
 
 def read_temporal_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     """The raw dict of temporal_attention.ckpt: unwraps {'state_dict': ...} and strips 'module.' prefixes."""
     if not path.is_file():
         raise CheckpointError(f"{path} is missing; download the MagicAnimate checkpoint again.")
-    try:
-        try:  # memory-mapped: the 5 GB file is not copied into RAM before reaching the device
-            raw = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as err:
-            if "mmap" not in str(err):
-                raise
-            raw = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) torch.save format
-    except Exception as err:  # unpickling refused or corrupt file
-        raise CheckpointError(f"{path} could not be read safely ({err}); download it again.") from err
+    raw = load_pickle_safely(path, "magicanimate", mmap=True)  # mapped: the 5 GB file is not copied into RAM
     state = raw["state_dict"] if isinstance(raw, dict) and "state_dict" in raw else raw
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} does not hold a state dict.")

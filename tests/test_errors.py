@@ -235,3 +235,15 @@ def test_a_viridis_coloured_video_passes_the_densepose_check(tmp_path: Path) -> 
     assert far_from_viridis(frames[0]) == 0.0
     decoded = media.read_video(_clip(tmp_path / "densepose.mp4", frames))[0]
     assert densepose_warning(decoded[0], "densepose.mp4") is None  # after H.264: still DensePose colours
+
+
+def test_a_full_disk_when_the_run_folder_is_made_is_a_resource_error(monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    from engine.jobs import RunFolder
+
+    def full(self: Path, *args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", full)
+    with pytest.raises(ResourceError, match="is full"):
+        RunFolder(tmp_path / "outputs", "echo")

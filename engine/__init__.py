@@ -17,9 +17,10 @@ from typing import Any, Hashable, Iterator, Mapping
 
 from engine.errors import AnimateError, InputError, PreviewUnavailable
 from engine.hub import Hub, human_size
-from engine.jobs import (JobContext, JobResult, PreviewContext, RunFolder, Stopwatch, describe_file, disk_full_error,
-                         pick_seed, prune_outputs, seed_everything, sweep_staging, write_settings)
+from engine.jobs import (JobContext, JobResult, PreviewContext, Stopwatch, describe_file, pick_seed, seed_everything,
+                         write_settings)
 from engine.limits import Limits, applied
+from engine.outputs import RunFolder, disk_full_error, prune_outputs, sweep_staging
 from engine.pipelines.base import OFFLOAD_MODES, CancelToken, Pipeline, Progress, RemainingTime, no_progress
 from engine.tasks import Option, Options, TaskSpec, discover_tasks
 

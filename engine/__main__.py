@@ -14,7 +14,8 @@ from typing import Any, Callable, Sequence
 from engine import Engine, user_message
 from engine.errors import CheckpointError, InputError, JobCancelled, ResourceError
 from engine.hub import human_size
-from engine.jobs import stop_on_sigterm, sweep_staging
+from engine.jobs import stop_on_sigterm
+from engine.outputs import sweep_staging
 from engine.settings import add_engine_arguments, config_from_args
 from engine.tasks import Option, TaskSpec, discover_tasks
 

@@ -46,7 +46,8 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-image-megapixels", type=float,
                        default=float(env("max_image_megapixels") or defaults.max_image_pixels / 1e6),
                        help="largest picture accepted, read from its header before decoding (default %(default)g)")
-    group.add_argument("--max-video-frames", type=int, default=int(env("max_video_frames") or defaults.max_video_frames),
+    group.add_argument("--max-video-frames", type=int,
+                       default=int(env("max_video_frames") or defaults.max_video_frames),
                        help="most frames decoded from one video, after fps resampling (default %(default)d)")
     group.add_argument("--max-archive-mb", type=float,
                        default=float(env("max_archive_mb") or defaults.max_archive_bytes / 2**20),

@@ -41,7 +41,8 @@ class Option:
     label: str = ""
 
     @classmethod
-    def seed(cls, default: int, help: str = "random seed (-1: a new random seed, recorded in settings.json)") -> "Option":
+    def seed(cls, default: int,
+             help: str = "random seed (-1: a new random seed, recorded in settings.json)") -> "Option":
         return cls("seed", "int", default, help, minimum=-1, maximum=MAX_SEED)
 
     @property

@@ -91,7 +91,7 @@ def test_bad_input_fails_before_any_model_loads(task: str, tiny_hub: Path, tmp_p
     with pytest.raises(InputError, match="Unknown option"):
         engine.run(task, inputs, {**options, "no_such_option": 1})
     assert engine.models.keys() == []
-    assert not any((tmp_path / "outputs").rglob("*")) if (tmp_path / "outputs").exists() else True
+    assert not (tmp_path / "outputs").exists()  # not even the folders a successful run would have made
 
 
 @pytest.mark.parametrize("task", TASKS)

@@ -239,7 +239,7 @@ def test_a_viridis_coloured_video_passes_the_densepose_check(tmp_path: Path) -> 
 
 def test_a_full_disk_when_the_run_folder_is_made_is_a_resource_error(monkeypatch: pytest.MonkeyPatch,
                                                                    tmp_path: Path) -> None:
-    from engine.jobs import RunFolder
+    from engine.outputs import RunFolder
 
     def full(self: Path, *args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(self))
@@ -247,3 +247,8 @@ def test_a_full_disk_when_the_run_folder_is_made_is_a_resource_error(monkeypatch
     monkeypatch.setattr(Path, "mkdir", full)
     with pytest.raises(ResourceError, match="is full"):
         RunFolder(tmp_path / "outputs", "echo")
+
+
+def test_trajectory_text_that_is_neither_json_nor_a_file_name_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="neither JSON text nor an existing file"):
+        parse_trajectories("x" * 5000)  # too long for a file name: the OS refuses to look it up

@@ -27,5 +27,6 @@ def test_motion_then_another_svd_task_loads_the_unet_once(tiny_hub: Path, tmp_pa
     probe = SEEN[0]
     assert probe["unet"] is motion.unet and probe["vae"] is motion.vae
     assert probe["image_encoder"] is motion.image_encoder
-    unet_keys = [key for key in engine.models.keys() if isinstance(key, NetworkKey) and key.kind.endswith("MofaSVDUNet")]
+    unet_keys = [key for key in engine.models.keys()
+                 if isinstance(key, NetworkKey) and key.kind.endswith("MofaSVDUNet")]
     assert len(unet_keys) == 1 and engine.models.builds[unet_keys[0]] == 1

@@ -18,7 +18,8 @@ import app
 from engine import Engine, EngineConfig
 from engine.__main__ import cmd_task
 from engine.errors import InputError, JobCancelled
-from engine.jobs import STAGING_MARKER, prune_outputs, stop_on_sigterm, sweep_staging
+from engine.jobs import stop_on_sigterm
+from engine.outputs import STAGING_MARKER, prune_outputs, sweep_staging
 from tests.fake_tasks.echo.job import EVENTS
 from tests.test_jobs import ECHO, echo_engine, run_files  # noqa: F401  (echo_engine is a fixture)
 

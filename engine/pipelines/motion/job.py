@@ -52,8 +52,13 @@ MAX_TRAJECTORY_BYTES = 1_000_000  # hand-drawn trajectories take a few KB; bound
 
 
 def _read_trajectory_file(path: Path) -> str:
-    if not path.is_file():
-        raise InputError(f"Trajectory file '{path.name}' does not exist. Give a JSON file such as {EXAMPLE}.")
+    try:
+        found = path.is_file()
+    except OSError:  # text that is neither JSON nor a possible file name (too long, say)
+        found = False
+    if not found:
+        raise InputError(f"Trajectories '{_shorten(str(path), 40)}' are neither JSON text nor an existing file. "
+                         f"Give JSON such as {EXAMPLE}, or a file holding it.")
     _check_trajectory_size(path.stat().st_size, path.name)
     return path.read_text(encoding="utf-8", errors="replace")
 

@@ -133,11 +133,12 @@ class Engine:
         return next((spec.name for spec in self.tasks.values() if checkpoint in spec.all_checkpoints), None)
 
     # ------------------------------------------------------------------------------------------- pipelines
-    def pipeline(self, task: str, progress: Progress = no_progress) -> Pipeline:
-        """The task's pipeline: a view over networks from the network cache (loaded on first use)."""
+    def pipeline(self, task: str, progress: Progress = no_progress, options: Options | None = None) -> Pipeline:
+        """The task's pipeline: a view over networks from the network cache (loaded on first use), over the
+        checkpoints its options need (the required ones when options is None)."""
         spec = self.task(task)
         device, dtype, cache = self._runtime()
-        paths = {name: self.checkpoint(name, progress, task) for name in spec.checkpoints}
+        paths = {name: self.checkpoint(name, progress, task) for name in spec.run_checkpoints(options)}
         progress(0.0, f"Loading {spec.title} models")
         return spec.pipeline_class.load(paths, device, dtype, offload=self.config.offload, networks=cache)
 
@@ -194,9 +195,11 @@ class Engine:
                 if "seed" in resolved:
                     seed_everything(resolved["seed"])
 
-                def get_pipeline() -> Any:
+                def get_pipeline(other: str | None = None) -> Any:
+                    """This run's pipeline, or (by name) another task's, used inside this job's device slot."""
                     with Stopwatch(timings, "load"):
-                        return self.pipeline(task, progress)
+                        return self.pipeline(task, progress, resolved) if other is None else \
+                            self.pipeline(other, progress)
 
                 ctx = JobContext(task, prepared, resolved, folder.staging, progress, cancel, get_pipeline,
                                  self.checkpoint, timings)

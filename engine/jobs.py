@@ -60,7 +60,7 @@ class JobContext:
     folder: Path
     progress: Progress
     cancel: CancelToken
-    pipeline: Callable[[], Any]
+    pipeline: Callable[..., Any]  # pipeline(): this task's, for the run's options; pipeline("task"): another's
     checkpoint: Callable[[str], Path]
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -111,12 +111,12 @@ class PreviewContext:
             runtime.GPU_LOCK.release()
 
     @contextlib.contextmanager
-    def pipeline(self) -> Iterator[Any]:
-        """The task's pipeline on cached checkpoints, holding the device slot."""
-        for name in self.spec.checkpoints:
+    def pipeline(self, options: Options | None = None) -> Iterator[Any]:
+        """The task's pipeline (for these options) on cached checkpoints, holding the device slot."""
+        for name in self.spec.run_checkpoints(options):
             self.checkpoint(name)
         with self.exclusive():
-            yield self._engine.pipeline(self.task)
+            yield self._engine.pipeline(self.task, options=options)
 
 
 @dataclass

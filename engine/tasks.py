@@ -16,7 +16,7 @@ import importlib
 import pkgutil
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from engine.errors import InputError
 
@@ -153,11 +153,23 @@ class TaskSpec:
     options: tuple[Option, ...]
     order: int = 100
     optional_checkpoints: tuple[str, ...] = field(default=())
+    # The optional checkpoints a run needs, chosen from its parsed options (say, the model a user picked); None: none.
+    option_checkpoints: Callable[[Options], tuple[str, ...]] | None = None
     package: str = ""  # where the role modules live; default engine.pipelines.<name> (tests point elsewhere)
 
     @property
     def all_checkpoints(self) -> tuple[str, ...]:
         return self.checkpoints + self.optional_checkpoints
+
+    def run_checkpoints(self, options: Options | None = None) -> tuple[str, ...]:
+        """The checkpoints a pipeline for these options loads: the required ones, then those the options choose."""
+        if self.option_checkpoints is None:
+            return self.checkpoints
+        chosen = self.option_checkpoints(options if options is not None else self.parse_options())
+        unknown = [name for name in chosen if name not in self.optional_checkpoints]
+        if unknown:
+            raise ValueError(f"task {self.name} chose checkpoints {unknown} that are not in its optional_checkpoints")
+        return self.checkpoints + tuple(name for name in chosen if name not in self.checkpoints)
 
     def option(self, name: str) -> Option:
         return next(o for o in self.options if o.name == name)

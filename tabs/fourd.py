@@ -1,0 +1,102 @@
+"""Video to 4D tab (SV4D 2.0): a video of an object -> videos of it from new viewpoints, an orbit, a frame viewer."""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from engine import Engine, JobResult
+from tabs.widgets import option_controls, preview_value, wire_task
+
+TASK = "fourd"
+CLIP_TYPES = ["video", ".gif", ".zip"]
+MASK_TYPES = ["image", "video", ".gif", ".zip"]
+
+
+def view_files(files: dict[str, Path]) -> list[str]:
+    """The generated views' videos (view_01.mp4 ...), in view order."""
+    return [str(files[name]) for name in sorted(files) if name.startswith("view_")]
+
+
+def view_count(frames_zip: str | Path) -> tuple[int, int]:
+    """(views, time steps) held in the run's frames.zip (view_00/000.png ...)."""
+    with zipfile.ZipFile(frames_zip) as archive:
+        names = [n for n in archive.namelist() if n.endswith(".png")]
+    views = {n.split("/")[0] for n in names}
+    return len(views), len(names) // max(1, len(views))
+
+
+def frame_at(frames_zip: str | Path | None, view: float, time: float) -> np.ndarray | None:
+    """One frame from the run's frames.zip: view 0 is the input's view, time 0 the first frame."""
+    if not frames_zip:
+        return None
+    with zipfile.ZipFile(frames_zip) as archive:
+        name = f"view_{int(view):02d}/{int(time):03d}.png"
+        if name not in archive.namelist():
+            return None
+        with archive.open(name) as member:
+            return np.asarray(Image.open(member).convert("RGB"))
+
+
+def _present(result: JobResult) -> tuple[Any, ...]:
+    files = result.files
+    frames_zip = str(files["frames"])
+    views, steps = view_count(frames_zip)
+    return (str(files["orbit"]), str(files["grid"]), view_files(files), str(files["processed_input"]),
+            [frames_zip, str(files["cameras"]), str(files["settings"])], frames_zip,
+            gr.Slider(minimum=0, maximum=views - 1, value=0, step=1),
+            gr.Slider(minimum=0, maximum=steps - 1, value=0, step=1), frame_at(frames_zip, 0, 0))
+
+
+def build(engine: Engine) -> None:
+    spec = engine.task(TASK)
+    with gr.Tab("Video to 4D", id=TASK):
+        gr.Markdown("Upload a short video of one object (a video file, a GIF, or a .zip of frames). 21 frames are "
+                    "taken from it, the background is removed, and SV4D 2.0 films the object from new viewpoints "
+                    "while it moves. Check the processed input first: the object should be whole and centred.")
+        with gr.Row():
+            with gr.Column():
+                video = gr.File(label="Video of the object", file_types=CLIP_TYPES)
+                with gr.Accordion("Processed input: preview and optional mask", open=False):
+                    processed_preview = gr.Image(label="The 21 frames as the model will see them", height=260)
+                    preview_btn = gr.Button("Preview background removal and framing", size="sm")
+                    mask = gr.File(label="Mask (optional; white = object): one picture, or one mask per video "
+                                         "frame as a video/GIF/.zip", file_types=MASK_TYPES)
+                controls = option_controls(spec)
+                with gr.Accordion("Model config (optional)", open=False):
+                    model_config = gr.File(label="Inference-config YAML of the original repository's format, for "
+                                                 "a checkpoint of other sizes", file_types=[".yaml", ".yml"])
+                with gr.Row():
+                    run = gr.Button("Generate views", variant="primary")
+                    stop = gr.Button("Stop", variant="stop")
+            with gr.Column():
+                orbit = gr.Video(label="Orbit: the camera goes around the object while it moves", format=None)
+                grid = gr.Video(label="All views over time (view 0 = the input)", format=None)
+                view_videos = gr.Gallery(label="One video per new view", columns=4, height=220)
+                processed = gr.Video(label="Processed input (view 0)", format=None)
+                download = gr.File(label="Download: every frame as PNG, cameras, settings", file_count="multiple")
+                with gr.Group():
+                    frames_zip = gr.State(None)
+                    viewer = gr.Image(label="Viewer", height=320)
+                    view_slider = gr.Slider(0, 1, value=0, step=1, label="View (0 = the input)")
+                    time_slider = gr.Slider(0, 20, value=0, step=1, label="Time (frame)")
+
+        inputs = {"video": video, "mask": mask, "model_config": model_config}
+        wire_task(engine, TASK, run, stop, inputs, controls,
+                  [orbit, grid, view_videos, processed, download, frames_zip, view_slider, time_slider, viewer],
+                  _present)
+        gr.on([view_slider.change, time_slider.change], frame_at, [frames_zip, view_slider, time_slider], viewer,
+              api_visibility="private", queue=False)
+
+        def preview(video: str | None, mask: str | None, remove_bg: bool, start_frame: float, size: float) -> Any:
+            if not video:
+                raise gr.Error("Upload a video first.")
+            return preview_value(engine, TASK, "input", video=video, mask=mask or None, remove_bg=remove_bg,
+                                 start_frame=int(start_frame), size=int(size))
+
+        preview_btn.click(preview, [video, mask, controls["remove_bg"], controls["start_frame"], controls["size"]],
+                          processed_preview, api_name="fourd_input_preview")

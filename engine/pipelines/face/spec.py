@@ -1,0 +1,53 @@
+"""Talking faces (MOFA-Video Keypoint + Hybrid): the task's inputs and options, shared by the CLI and the tab."""
+from engine.tasks import Input, Option, TaskSpec
+
+SPEC = TaskSpec(
+    name="face",
+    order=30,
+    title="Talking faces (MOFA-Video)",
+    description="A portrait + a driving face video (or a landmarks file) -> the portrait performing the driver's "
+                "expressions and head motion, with the driver's audio. Optional trajectories move what lies outside "
+                "the face (hybrid). SVD-XT-1.1 with MOFA-Video's landmark adapter; any length (periodic sampling).",
+    checkpoints=("svd_xt_11", "mofa_ldmk"),
+    # mediapipe_face: the face landmarker, fetched when a driving video is given. mofa_traj: the Trajectories task's
+    # adapter and CMP, which hybrid runs (trajectories given) use through that task's pipeline (shared in memory).
+    optional_checkpoints=("mediapipe_face", "mofa_traj"),
+    inputs=(
+        Input("image", "image", "the portrait to animate (one face; resized so its short side is --size and "
+              "centre-cropped to multiples of 64)"),
+        Input("driving", "video", "a driving face video: its expressions and head motion are applied to the "
+              "portrait's own face (resampled to --fps; its audio is kept). Give this or --landmarks",
+              required=False),
+        Input("landmarks", "file", "instead of a driving video: a .npy of [N, 68, 2] face landmarks (x, y) in the "
+              "portrait's pixels, entry 0 = the portrait's own face (MOFA-Video-Keypoint's format)", required=False),
+        Input("trajectories", "json", "optional (hybrid): trajectories that move what lies outside the face mask, "
+              "as in the Trajectories task: a list of lists of [x, y] points in the portrait's pixels",
+              required=False),
+        Input("mask", "image", "optional (hybrid): the landmark mask, same size as the portrait, white where the "
+              "face landmarks drive the motion (default: the face region from the landmarks)", required=False),
+    ),
+    options=(
+        # size 512: target_size in MOFA-Video-Hybrid/run_gradio_video_driven.py@3ad3b546da4c; seed 42: its
+        # `seed = 42` and the --seed default of MOFA-Video-Keypoint/mofa_keypoint.py@3ad3b546da4c; face_scale 1.0 and
+        # drag_scale 0.6: the "Control Scale for Landmark/Trajectory" sliders of run_gradio_video_driven.py; fps 25 and
+        # decode_chunk 8: write_video(fps=25) and decode_chunk_size=8 in mofa_keypoint.py; steps 25: the
+        # num_inference_steps default of MOFA-Video-Keypoint/pipeline/svdxt_pipeline_ctrlnet_loop.py@3ad3b546da4c.
+        Option("steps", "int", 25, "denoising steps", minimum=1, maximum=200),
+        Option.seed(42),
+        Option("face_scale", "float", 1.0, "landmark control scale: how strongly the face follows the landmarks",
+               minimum=0.0, maximum=1.0, step=0.01, label="Face control scale"),
+        Option("drag_scale", "float", 0.6, "trajectory control scale (hybrid runs only): how strongly the "
+               "trajectories move what lies outside the face mask", minimum=0.0, maximum=1.0, step=0.01,
+               label="Trajectory control scale"),
+        Option("fps", "int", 25, "the driving video is resampled to this frame rate (one result frame per driving "
+               "frame), and the result plays at it", minimum=1, maximum=60),
+        Option("size", "int", 512, "short side of the working resolution, a multiple of 64", minimum=64,
+               maximum=1024, step=64, advanced=True),
+        Option("decode_chunk", "int", 8, "frames the VAE decodes at once (lower saves memory)", minimum=1,
+               maximum=64, advanced=True),
+        # MOFA-Video-Keypoint/requirements.txt@3ad3b546da4c pins diffusers 0.24, like the trajectory demo.
+        Option("demo_context_order", "bool", True, "reproduce the published demo exactly: its diffusers 0.24 paired "
+               "the image embedding with the wrong half of the CFG batch in temporal attention (off: the corrected "
+               "order of diffusers >= 0.27)", advanced=True, label="Original demo attention order"),
+    ),
+)

@@ -1,0 +1,163 @@
+"""Talking faces tab (MOFA-Video): a portrait + a driving face video (or landmarks) -> the portrait performing it;
+optional hybrid trajectories (the Trajectories tab's drawing, reused) and a landmark-mask brush."""
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import gradio as gr
+import numpy as np
+
+from engine import Engine, JobResult, media, user_message
+from engine.errors import AnimateError
+from tabs import motion_drawing as draw
+from tabs.widgets import option_controls, preview_value, wire_task
+
+TASK = "face"
+MASK_COLOUR = "#ffffff"
+
+
+def _present(result: JobResult) -> tuple[Any, ...]:
+    files = result.files
+    extras = [str(files[k]) for k in ("settings", "landmarks", "facts", "trajectories", "mask") if k in files]
+    return str(files["video"]), str(files["landmark_video"]), extras
+
+
+def _drawing_view(drawing: draw.Drawing) -> tuple[Any, ...]:
+    """State, trajectory canvas and trajectories JSON shown for a drawing."""
+    return drawing, draw.render_overlay(drawing), draw.trajectories_json(drawing)
+
+
+def painted_mask(editor: dict[str, Any] | None, shape: tuple[int, int] | None) -> np.ndarray | None:
+    """The landmark-mask brush's strokes as a uint8 mask at the portrait's size (255 = painted), or None if nothing
+    is painted."""
+    if not editor or shape is None:
+        return None
+    layers = [np.asarray(layer) for layer in editor.get("layers") or [] if layer is not None]
+    if not layers:
+        return None
+    painted = np.zeros(layers[0].shape[:2], bool)
+    for layer in layers:
+        alpha = layer[..., 3] if layer.ndim == 3 and layer.shape[-1] == 4 else layer.reshape(layer.shape[:2] + (-1,)).max(-1)
+        painted |= alpha > 0
+    if not painted.any():
+        return None
+    mask = painted.astype(np.uint8) * 255
+    if mask.shape != shape:
+        mask = cv2.resize(mask, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+    return mask
+
+
+def build(engine: Engine) -> None:
+    spec = engine.task(TASK)
+    with gr.Tab("Talking faces", id=TASK):
+        gr.Markdown("Upload a portrait and a **driving face video**: the portrait performs the video's expressions "
+                    "and head motion (applied to its own face shape) and keeps the video's sound. Power users can "
+                    "give a **landmarks file** (.npy, [N, 68, 2]) instead. Check the landmarks in the preview before "
+                    "animating. Optionally (hybrid), draw trajectories that move what lies outside the face, and "
+                    "paint the face region the landmarks drive.")
+        drawing = gr.State(draw.Drawing())
+        with gr.Row():
+            with gr.Column():
+                with gr.Row():
+                    portrait = gr.Image(label="Portrait", type="filepath", sources=["upload", "clipboard"],
+                                        height=260)
+                    driving = gr.Video(label="Driving face video", sources=["upload", "webcam"], format=None,
+                                       height=260)
+                landmarks = gr.File(label="Or a landmarks file (.npy, [N, 68, 2] in portrait pixels)",
+                                    file_types=[".npy"], type="filepath")
+                summary = gr.Markdown()
+                with gr.Accordion("Hybrid: trajectories and landmark mask (optional)", open=False):
+                    gr.Markdown("Click on the portrait to draw a trajectory (every click adds a point; **New "
+                                "trajectory** starts another). Trajectories move what lies outside the landmark "
+                                "mask; without a painted mask, the face region from the landmarks is used.")
+                    canvas = gr.Image(label="Click to draw trajectories", type="numpy", interactive=False,
+                                      height=360)
+                    with gr.Row():
+                        new_btn = gr.Button("New trajectory", size="sm")
+                        undo_btn = gr.Button("Undo last point", size="sm")
+                        delete_btn = gr.Button("Delete last trajectory", size="sm")
+                        clear_btn = gr.Button("Clear", size="sm", variant="stop")
+                    trajectories = gr.Code("[]", language="json",
+                                           label="Trajectories (JSON, portrait pixels; editable)")
+                    brush = gr.ImageEditor(label="Landmark mask brush: paint the face region", type="numpy",
+                                           sources=[], layers=False, transforms=[], height=360,
+                                           brush=gr.Brush(colors=[MASK_COLOUR], color_mode="fixed"))
+                    mask = gr.Image(label="Landmark mask (white = driven by the landmarks)", type="filepath",
+                                    image_mode="L", interactive=False, height=160)
+                controls = option_controls(spec)
+                with gr.Row():
+                    run = gr.Button("Animate", variant="primary")
+                    stop = gr.Button("Stop", variant="stop")
+            with gr.Column():
+                preview = gr.Video(label="Landmarks (preview, before any diffusion)", format=None)
+                video = gr.Video(label="Result", format=None)
+                landmark_video = gr.Video(label="Landmarks used", format=None)
+                download = gr.File(label="Settings and landmarks (repeat the run from the CLI)", file_count="multiple")
+
+        def on_portrait(path: str | None):
+            try:
+                image = media.read_image(path, keep_alpha=False) if path else None
+            except AnimateError as exc:
+                raise gr.Error(user_message(exc)) from exc
+            return (*_drawing_view(draw.start(image)), image, None)
+
+        portrait.change(on_portrait, portrait, [drawing, canvas, trajectories, brush, mask],
+                        api_visibility="private")
+
+        def on_click(current: draw.Drawing, evt: gr.SelectData):
+            return _drawing_view(draw.add_point(current, evt.index[0], evt.index[1]))
+
+        canvas.select(on_click, drawing, [drawing, canvas, trajectories], api_visibility="private")
+        for button, action in ((new_btn, draw.new_trajectory), (undo_btn, draw.undo),
+                               (delete_btn, draw.delete_last), (clear_btn, draw.clear)):
+            button.click(lambda current, action=action: _drawing_view(action(current)), drawing,
+                         [drawing, canvas, trajectories], api_visibility="private")
+
+        def on_json(current: draw.Drawing, text: str):
+            try:
+                updated = draw.load_trajectories(current, engine.preview("motion", "trajectories", text=text).value)
+            except AnimateError:
+                return current, draw.render_overlay(current)  # keep typing; the run reports what is wrong
+            return updated, draw.render_overlay(updated)
+
+        trajectories.input(on_json, [drawing, trajectories], [drawing, canvas], api_visibility="private",
+                           trigger_mode="always_last")
+
+        def on_brush(current: draw.Drawing, editor: dict[str, Any] | None):
+            shape = current.image.shape[:2] if current.image is not None else None
+            return painted_mask(editor, shape)
+
+        brush.change(on_brush, [drawing, brush], mask, api_visibility="private", trigger_mode="always_last")
+
+        wire_task(engine, TASK, run, stop, {"image": portrait, "driving": driving, "landmarks": landmarks,
+                                            "trajectories": trajectories, "mask": mask}, controls,
+                  [video, landmark_video, download], _present)
+
+        size, fps, steps = controls["size"], controls["fps"], controls["steps"]
+
+        def show_landmarks(image: str | None, driving: str | None, landmarks: str | None, size: float,
+                           fps: float) -> Any:
+            if not image or not (driving or landmarks):
+                return None
+            return preview_value(engine, TASK, "landmarks", image=image, driving=driving or None,
+                                 landmarks=None if driving else landmarks, size=int(size), fps=int(fps))
+
+        gr.on([portrait.change, driving.change, landmarks.change, size.release, fps.release], show_landmarks,
+              [portrait, driving, landmarks, size, fps], preview, api_name="face_landmarks_preview",
+              trigger_mode="always_last")
+
+        def show_summary(video_path: str | None, npy: str | None, count: float, short_side: float,
+                         rate: float) -> str:
+            if not (video_path or npy):
+                return ""
+            try:
+                shown = engine.preview(TASK, "summary", driving=video_path or None,
+                                       landmarks=npy if not video_path else None, steps=int(count),
+                                       size=int(short_side), fps=int(rate))
+            except AnimateError as exc:
+                return f"⚠️ {user_message(exc)}"
+            return shown.value or shown.note
+
+        gr.on([driving.change, landmarks.change, steps.release, size.release, fps.release], show_summary,
+              [driving, landmarks, steps, size, fps], summary, api_visibility="private")

@@ -21,6 +21,16 @@ _ANCHOR_LEVELS = np.array([*range(0, 256, 16), 255], dtype=np.float32)
 VIRIDIS = np.stack([np.interp(np.arange(256), _ANCHOR_LEVELS, _VIRIDIS_ANCHORS[:, c]) for c in range(3)],
                    axis=1).round().astype(np.uint8)  # 256 x RGB
 
+# The 25 DensePose part colours (part index k = 0..24 at grey level uint8(k * 255 / 24), the scaling of detectron2's
+# DensePose visualiser, projects/DensePose/densepose/vis/densepose_results.py@02b5c4e295e9) through OpenCV's
+# COLORMAP_VIRIDIS, which is matplotlib's viridis rounded to 8 bits; k = 0 is the background, viridis(0).
+PART_LEVELS = (np.arange(25) * 255 / 24).astype(np.uint8)
+PART_COLOURS = np.array([
+    (68, 1, 84), (71, 16, 99), (72, 31, 112), (71, 44, 122), (68, 57, 131), (64, 70, 136), (59, 81, 139),
+    (54, 93, 141), (49, 104, 142), (44, 113, 142), (40, 124, 142), (37, 133, 142), (33, 144, 141), (31, 154, 138),
+    (32, 163, 134), (39, 173, 129), (53, 183, 121), (70, 192, 111), (92, 200, 99), (115, 208, 86), (142, 214, 69),
+    (170, 220, 50), (197, 224, 33), (226, 228, 24), (253, 231, 37)], dtype=np.uint8)  # RGB
+
 FAR = 40.0  # RGB distance from the nearest viridis colour beyond which a pixel is not DensePose (H.264 shifts ~5-10)
 MOST = 0.5  # refuse when more than this fraction of the sampled pixels is far
 SAMPLES = 64  # pixels per side of the sampling grid

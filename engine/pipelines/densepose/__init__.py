@@ -1,0 +1,1 @@
+"""DensePose extraction: detectron2's DensePose R-CNN in plain torch, video -> MagicAnimate's driving video."""

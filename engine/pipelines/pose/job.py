@@ -1,6 +1,7 @@
-"""Pose animation job: check the reference photo and the DensePose video (before any model loads), fit both to the
-working square, run MagicAnimate, write result.mp4 and grid.mp4 (reference | motion | result, the original demo's
-output); plus the tab's preview of the fitted reference.
+"""Pose animation job: check the reference photo and the motion video (before any model loads); when the motion is
+an ordinary video, extract its DensePose first (the densepose task's pipeline, written as densepose.mp4); fit both to
+the working square, run MagicAnimate, write result.mp4 and grid.mp4 (reference | motion | result, the original
+demo's output); plus the tab's preview of the fitted reference.
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import numpy as np
 from engine import limits, media
 from engine.errors import InputError
 from engine.jobs import JobContext, PreviewContext
-from engine.pipelines.pose.palette import densepose_warning
+from engine.pipelines.densepose.job import extract, report
+from engine.pipelines.pose.palette import densepose_warning, looks_like_densepose
 from engine.tasks import Options
 
 RESIZE = "bicubic"  # the original resizes the reference and every motion frame with Pillow's default (bicubic)
@@ -26,15 +28,24 @@ def read_reference(path: str | Path) -> np.ndarray:
     return media.read_image(path, keep_alpha=False, what="Reference image")
 
 
-def check_motion(path: str | Path, fps: float) -> None:
-    """A readable video whose first frame decodes and whose length is within the limits (no full decode)."""
+def check_motion(path: str | Path, fps: float) -> np.ndarray:
+    """A readable video whose length is within the limits (no full decode). Returns its first frame."""
     path = Path(path)
     info = media.video_info(path)
     if info.frames and media.resampled_count(info.frames, info.fps, fps) > limits.current().max_video_frames:
         raise motion_too_long(path, f"{info.frames} frames at {info.fps:g} fps", fps)
     with closing(media.iter_video(path)) as frames:
-        if next(frames, None) is None:
-            raise InputError(f"Motion video '{path.name}' contains no frames. Export the DensePose video again.")
+        first = next(frames, None)
+    if first is None:
+        raise InputError(f"Motion video '{path.name}' contains no frames. Export it again.")
+    return first
+
+
+def motion_kind(first_frame: np.ndarray, option: str) -> str:
+    """"densepose" (used as it is) or "video" (extracted first); auto decides from the first frame's colours."""
+    if option != "auto":
+        return option
+    return "densepose" if looks_like_densepose(first_frame) else "video"
 
 
 def motion_too_long(path: Path, length: str, fps: float) -> InputError:
@@ -91,8 +102,8 @@ def validate(inputs: dict[str, Any], options: Options) -> dict[str, Any]:
     if not inputs.get("motion"):
         raise InputError("Give a motion video: a DensePose rendering of the movement (MP4, 25 fps, 512x512 is best).")
     reference = read_reference(inputs["image"])
-    check_motion(inputs["motion"], options.fps)
-    return {"reference": reference, "motion": Path(inputs["motion"])}
+    first = check_motion(inputs["motion"], options.fps)
+    return {"reference": reference, "motion": Path(inputs["motion"]), "kind": motion_kind(first, options.motion_kind)}
 
 
 # ---------------------------------------------------------------------------------------------------- run
@@ -100,15 +111,22 @@ def validate(inputs: dict[str, Any], options: Options) -> dict[str, Any]:
 def execute(ctx: JobContext) -> dict[str, Path]:
     opts = ctx.options
     size, mode, fps = opts.size, opts.fit, opts.fps
-    ctx.progress(0.0, "Reading the motion video")
-    motion = read_motion(ctx.inputs["motion"], fps, size, mode)
-    warning = densepose_warning(motion[0], ctx.inputs["motion"].name)
+    source, outputs = ctx.inputs["motion"], {}
+    if ctx.inputs["kind"] == "video":
+        ctx.progress(0.0, f"'{source.name}' is an ordinary video: extracting its DensePose first")
+        outputs["densepose"] = ctx.path("densepose.mp4")
+        report(ctx, extract(ctx.pipeline("densepose"), source, opts, outputs["densepose"], ctx.progress, ctx.cancel),
+               source.name)
+        source = outputs["densepose"]
+    ctx.progress(0.0, "Reading the DensePose motion video")
+    motion = read_motion(source, fps, size, mode)
+    warning = densepose_warning(motion[0], source.name) if ctx.inputs["kind"] == "densepose" else None
     if warning:
         ctx.warn(warning)
     reference = fit_reference(ctx.inputs["reference"], size, mode)
     pipeline = ctx.pipeline()
     result = pipeline({"reference": reference, "motion": motion}, opts, ctx.progress, ctx.cancel)
-    outputs = {"video": ctx.path("result.mp4")}
+    outputs["video"] = ctx.path("result.mp4")
     media.write_mp4(outputs["video"], result, fps)
     if opts.grid:
         outputs["grid"] = ctx.path("grid.mp4")

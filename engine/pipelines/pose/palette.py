@@ -50,12 +50,16 @@ def far_from_viridis(frame: np.ndarray) -> float:
     return float((distance > FAR).mean())
 
 
+def looks_like_densepose(first_frame: np.ndarray) -> bool:
+    """Whether a video's first frame is mostly DensePose colours (the pose task's motion_kind auto)."""
+    return far_from_viridis(first_frame) <= MOST
+
+
 def densepose_warning(first_frame: np.ndarray, name: str) -> str | None:
     """A warning when a motion video's first frame does not look like a DensePose rendering, else None."""
     far = far_from_viridis(first_frame)
     if far <= MOST:
         return None
     return (f"Motion video '{name}' looks like an ordinary video, not a DensePose rendering ({far:.0%} of its first "
-            "frame is far from DensePose's viridis colours), so the result will not follow the movement. Render the "
-            "DensePose video of the movement with detectron2's DensePose (projects/DensePose/apply_net.py), or use "
-            "one of MagicAnimate's example motion videos.")
+            "frame is far from DensePose's viridis colours), so the result will not follow the movement. Use "
+            "--motion-kind auto or video to extract its DensePose first.")

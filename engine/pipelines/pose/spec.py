@@ -1,18 +1,21 @@
 """Pose animation (MagicAnimate): the task's inputs and options, shared by the CLI and the tab."""
+from engine.pipelines.densepose.spec import EXTRACTION_OPTIONS
 from engine.tasks import Input, Option, TaskSpec
 
 SPEC = TaskSpec(
     name="pose",
     order=10,
     title="Pose animation (MagicAnimate)",
-    description="A reference photo of a person + a DensePose motion video -> a video of that person doing the motion. "
-                "Stable Diffusion 1.5 with MagicAnimate's appearance encoder, DensePose ControlNet and temporal "
-                "attention.",
+    description="A reference photo of a person + a motion video (a DensePose video, or any video of a person: its "
+                "DensePose is extracted first) -> a video of that person doing the motion. Stable Diffusion 1.5 "
+                "with MagicAnimate's appearance encoder, DensePose ControlNet and temporal attention.",
     checkpoints=("sd15", "sd_vae_mse", "magicanimate"),
+    optional_checkpoints=("densepose",),  # only for a motion video that is not DensePose yet
     inputs=(
         Input("image", "image", "reference photo of the person to animate (fitted to a size x size square)"),
-        Input("motion", "video", "DensePose motion video (the fine segmentation rendered with the viridis colormap, "
-              "as in MagicAnimate's examples); resampled to --fps and fitted to size x size"),
+        Input("motion", "video", "motion video: a DensePose video (the fine segmentation rendered with the viridis "
+              "colormap, as in MagicAnimate's examples) or any video of a person (its DensePose is extracted "
+              "first, see --motion-kind); resampled to --fps and fitted to size x size"),
     ),
     options=(
         # size 512, steps 25, guidance 7.5, seed 1: configs/prompts/animation.yaml@d2bc3bc3c9cc (size, steps,
@@ -33,6 +36,11 @@ SPEC = TaskSpec(
         Option("fit", "choice", "crop", "how the reference and the motion frames become square: crop (centre crop), "
                "pad (letterbox in the border colour) or stretch (the original's plain resize)",
                choices=("crop", "pad", "stretch"), label="Fit to square"),
+        Option("motion_kind", "choice", "auto", "what the motion video is: densepose (used as it is), video (an "
+               "ordinary video of a person: DensePose is extracted first, then shown as densepose.mp4) or auto "
+               "(DensePose colours are used as they are, anything else is extracted)",
+               choices=("auto", "densepose", "video"), label="Motion kind"),
+        *EXTRACTION_OPTIONS,
         Option("grid", "bool", True, "also write grid.mp4: reference | motion | result side by side (the original "
                "demo's output)", label="Grid video"),
         Option("context", "int", 16, "frames per temporal window (16 as trained, at most 24)", minimum=1, maximum=24,

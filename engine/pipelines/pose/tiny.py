@@ -15,6 +15,7 @@ from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from engine.pipelines.densepose.tiny import write_tiny_checkpoints as write_tiny_densepose
 from engine.pipelines.pose.appearance import prune
 from engine.pipelines.pose.unet3d import SD_DOWN, SD_UP, UNet3DConditionModel, UNet3DConfig
 from engine.pipelines.pose.weights import read_temporal_checkpoint
@@ -70,7 +71,10 @@ def tiny_unet3d(seed: int = 0) -> UNet3DConditionModel:
 
 
 def write_tiny_checkpoints(folders: dict[str, Path], seed: int = 0) -> None:
-    """Write the three checkpoint repositories with tiny random models (UNet3D as a raw torch.save dict)."""
+    """Write the three checkpoint repositories with tiny random models (UNet3D as a raw torch.save dict), and the
+    DensePose model when asked for its folder (the pose task's optional checkpoint)."""
+    if "densepose" in folders:
+        write_tiny_densepose({"densepose": folders["densepose"]}, seed)
     sd15, vae_dir, magic = (Path(folders[name]) for name in ("sd15", "sd_vae_mse", "magicanimate"))
     generator = torch.Generator().manual_seed(seed)
     vocab_size = write_tokenizer(sd15 / "tokenizer")

@@ -211,7 +211,8 @@ class Engine:
             settings = write_settings(folder.staging / "settings.json", task=task,
                                       inputs=_recorded_inputs(spec, inputs), options=dict(resolved),
                                       checkpoints=checkpoints, device=str(self.device), dtype=str(self.dtype),
-                                      timings=timings, outputs=files, folder=folder.staging, warnings=ctx.warnings)
+                                      timings=timings, outputs=files, folder=folder.staging, warnings=ctx.warnings,
+                                      details=ctx.details)
             final = folder.commit()
         except BaseException as exc:
             full = disk_full_error(exc, folder.final.parent, folder.staging)

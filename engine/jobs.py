@@ -64,6 +64,12 @@ class JobContext:
     checkpoint: Callable[[str], Path]
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def record(self, name: str, value: Any) -> None:
+        """A fact about this run worth keeping (frames filled, which input kind was chosen ...): written to
+        settings.json under "details"."""
+        self.details[name] = value
 
     def path(self, name: str) -> Path:
         """A path inside the run folder (the folder only becomes visible when the whole run succeeds)."""
@@ -151,8 +157,10 @@ def stop_on_sigterm() -> None:
 
 def write_settings(path: Path, *, task: str, inputs: Mapping[str, Any], options: Mapping[str, Any],
                    checkpoints: Mapping[str, Any], device: str, dtype: str, timings: Mapping[str, float],
-                   outputs: Mapping[str, Path], folder: Path, warnings: list[str] | None = None) -> dict[str, Any]:
-    """settings.json: every option (seed included), input names, versions, checkpoint revisions, timings."""
+                   outputs: Mapping[str, Path], folder: Path, warnings: list[str] | None = None,
+                   details: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """settings.json: every option (seed included), input names, versions, checkpoint revisions, timings, and the
+    job's own details (see JobContext.record)."""
 
     def describe(value: Any) -> Any:
         if isinstance(value, (list, tuple)):
@@ -161,6 +169,8 @@ def write_settings(path: Path, *, task: str, inputs: Mapping[str, Any], options:
             return {str(k): describe(v) for k, v in value.items()}
         if isinstance(value, Path):
             return value.name
+        if isinstance(value, np.generic):
+            return value.item()
         if isinstance(value, (str, int, float, bool)) or value is None:
             return value
         return type(value).__name__
@@ -177,6 +187,7 @@ def write_settings(path: Path, *, task: str, inputs: Mapping[str, Any], options:
         "versions": versions(),
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "warnings": list(warnings or []),
+        "details": describe(dict(details or {})),
     }
     path.write_text(json.dumps(settings, indent=2))
     return settings

@@ -378,6 +378,27 @@ def write_png_sequence(folder: str | Path, frames: Iterable[np.ndarray]) -> int:
 
 # ---------------------------------------------------------------------------------------------------- audio
 
+def audio_info(path: str | Path) -> tuple[int, float] | None:
+    """(sample rate, seconds) of a media file's first audio stream, or None when it has none. Reads headers only;
+    an unreadable file is an InputError."""
+    import av
+
+    path = Path(path)
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise InputError(f"Could not open '{_name(path)}' (corrupt or not a media file).") from exc
+    with container:
+        if not container.streams.audio:
+            return None
+        stream = container.streams.audio[0]
+        if stream.duration is not None and stream.time_base is not None:
+            seconds = float(stream.duration * stream.time_base)
+        else:
+            seconds = (container.duration or 0) / 1_000_000
+        return int(stream.rate or stream.codec_context.sample_rate), seconds
+
+
 def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
     """Mono float32 samples at `sample_rate` from any audio (or video-with-audio) file."""
     import av

@@ -39,6 +39,7 @@ def test_successful_run_writes_result_and_settings(echo_engine) -> None:
     settings = json.loads(result.files["settings"].read_text())
     assert settings["options"] == {"mode": "ok", "seed": 7} and settings["inputs"]["text"]["name"] == "in.txt"
     assert settings["task"] == "echo" and "torch" in settings["versions"] and "run" in settings["timings_s"]
+    assert settings["details"] == {"characters": 5}  # what the job recorded, numpy scalars as plain numbers
     assert result.folder.parent == Path(engine.config.outputs) / "echo"
     assert seen[-1] == (1.0, "Done") and ("step 1" in [m for _, m in seen])
     again = engine.run("echo", {"text": text}, {"seed": 7})

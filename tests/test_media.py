@@ -31,6 +31,18 @@ def test_mp4_round_trip_frames_fps_even_size_and_audio(tmp_path: Path) -> None:
         assert len(container.streams.audio) == 1
     audio = media.read_audio(path, 8000)
     assert 0.25 < np.abs(audio).max() < 0.35 and abs(len(audio) - 4000) < 800  # 0.5 s at 8 kHz, AAC priming aside
+    rate_found, seconds = media.audio_info(path)
+    assert rate_found == rate and 0.4 < seconds < 0.6
+
+
+def test_audio_info_is_none_without_an_audio_track_and_refuses_a_corrupt_file(tmp_path: Path) -> None:
+    silent = tmp_path / "silent.mp4"
+    media.write_mp4(silent, gradient_frames(4), fps=8)
+    assert media.audio_info(silent) is None
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"not a video at all")
+    with pytest.raises(InputError, match="corrupt"):
+        media.audio_info(corrupt)
 
 
 def test_resampling_to_a_lower_fps_keeps_duration(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from PIL import Image
 
 from engine.pipelines.dance.cutout import MODEL_FILE
 from engine.pipelines.dance.networks import DanceNetConfig, build_networks
+from engine.testing.onnx import write_tiny_cutout
 from engine.testing.weights import randomise
 
 TINY_POSE_FRAMES = 12
@@ -86,33 +87,6 @@ def synthetic_sheet(view: int, size: tuple[int, int] = (160, 120)) -> np.ndarray
     cv2.ellipse(image, (cx, int(0.17 * h)), (int(0.16 * h), int(0.08 * h)), 0, 180, 360, hair, -1)
     image[..., 3] = cv2.GaussianBlur(image[..., 3], (3, 3), 0)  # soft, partly transparent edges
     return image
-
-
-def write_tiny_cutout(path: Path) -> None:
-    """A tiny ONNX graph with the model's interface (1x3xHxW -> 1x1xHxW): alpha = sigmoid(8 * (mean(rgb) - 0.2)).
-
-    rembg subtracts the ImageNet mean before the graph, so bright pixels come out as foreground. Tests only.
-    """
-    import onnx
-    from onnx import TensorProto, helper
-
-    nodes = [
-        helper.make_node("ReduceMean", ["img", "axes"], ["mean"], keepdims=1),
-        helper.make_node("Sub", ["mean", "shift"], ["centred"]),
-        helper.make_node("Mul", ["centred", "gain"], ["logits"]),
-        helper.make_node("Sigmoid", ["logits"], ["mask"]),
-    ]
-    inits = [
-        helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
-        helper.make_tensor("shift", TensorProto.FLOAT, [], [0.2]),
-        helper.make_tensor("gain", TensorProto.FLOAT, [], [8.0]),
-    ]
-    graph = helper.make_graph(
-        nodes, "tiny_isnet", [helper.make_tensor_value_info("img", TensorProto.FLOAT, [1, 3, "h", "w"])],
-        [helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 1, "h", "w"])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 9
-    onnx.save(model, str(path))
 
 
 def tiny_inputs(folder: Path) -> tuple[dict[str, object], dict[str, object]]:

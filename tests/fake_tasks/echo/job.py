@@ -23,6 +23,7 @@ def execute(ctx: JobContext) -> dict[str, Path]:
     EVENTS.append("execute")
     out = ctx.path("result.txt")
     out.write_text(ctx.inputs["text"].upper() + f" {np.random.rand():.6f}")
+    ctx.record("characters", np.int64(len(ctx.inputs["text"])))
     for step in range(3):
         ctx.progress(step / 3, f"step {step}")
         if ctx.options.mode == "cancel" and step == 1:

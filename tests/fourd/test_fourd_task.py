@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import Engine, media
+from engine import Engine, JobResult, media
 from engine.__main__ import main
 from engine.errors import InputError
 from engine.pipelines.fourd import job
@@ -20,7 +20,7 @@ from engine.pipelines.fourd.spec import SPEC
 from tests.fourd.conftest import object_frames, write_gif, write_zip
 
 SIZE = 64
-FAST = {"size": SIZE, "steps": 2, "encode_chunk": 16, "decode_chunk": 16}
+FAST = {"size": SIZE, "steps": 1, "encode_chunk": 16, "decode_chunk": 16}  # tiny runs: one step is enough
 NEW_VIEWS = {"sv4d2": 4, "sv4d2_8views": 8}
 
 
@@ -36,80 +36,86 @@ def check_views(files: dict[str, Path], model: str) -> None:
         assert len(frames) == 21 and frames[0].shape == (SIZE, SIZE, 3), name
         assert media.video_info(files[name]).fps == pytest.approx(10)
     grid = frames_of(files["grid"])
-    assert len(grid) == 21 and grid[0].shape == ((1, 5 * SIZE) if model == "sv4d2" else (3 * SIZE, 3 * SIZE)) + (3,)
+    assert len(grid) == 21 and grid[0].shape == ((SIZE, 5 * SIZE) if model == "sv4d2" else (3 * SIZE, 3 * SIZE)) + (3,)
     with zipfile.ZipFile(files["frames"]) as archive:
         assert len(archive.namelist()) == (NEW_VIEWS[model] + 1) * 21
     cameras = json.loads(files["cameras"].read_text())
     assert [c["view"] for c in cameras] == ["view_00"] + views and cameras[0]["azimuth_deg"] == 0
 
 
-@pytest.fixture
-def clip_gif(tmp_path: Path) -> Path:
-    return write_gif(tmp_path / "object.gif", object_frames(25))
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A GIF on white, and an mp4 on a dark background (the tiny U2-Net keeps bright pixels, so removal shows)."""
+    folder = tmp_path_factory.mktemp("fourd_clips")
+    media.write_mp4(folder / "dark.mp4", iter(object_frames(21, background=20)), 10)
+    return {"gif": write_gif(folder / "object.gif", object_frames(25)), "dark": folder / "dark.mp4"}
+
+
+@pytest.fixture(scope="module")
+def runs(session_engine: Engine, clips: dict[str, Path]) -> dict[str, JobResult]:
+    """One tiny run per model (the tiny networks still take a while on a CPU): the 4-view model on the dark video with
+    background removal through the cached U2-Net, the 8-view model on the GIF without."""
+    return {"sv4d2": session_engine.run("fourd", {"video": clips["dark"]}, {**FAST, "start_frame": 0}),
+            "sv4d2_8views": session_engine.run("fourd", {"video": clips["gif"]},
+                                               {**FAST, "model": "sv4d2_8views", "remove_bg": False})}
 
 
 @pytest.mark.parametrize("model", ["sv4d2", "sv4d2_8views"])
-def test_both_models_end_to_end(session_engine: Engine, clip_gif: Path, model: str) -> None:
-    result = session_engine.run("fourd", {"video": clip_gif}, {**FAST, "model": model, "remove_bg": False})
+def test_both_models_end_to_end(runs: dict[str, JobResult], model: str) -> None:
+    result = runs[model]
     check_views(result.files, model)
     settings = json.loads(result.files["settings"].read_text())
-    assert settings["options"]["model"] == model and settings["inputs"]["video"]["name"] == "object.gif"
-    assert model in settings["checkpoints"]
+    assert settings["options"]["model"] == model and model in settings["checkpoints"]
+    assert settings["inputs"]["video"]["name"] == ("dark.mp4" if model == "sv4d2" else "object.gif")
     processed = frames_of(result.files["processed_input"])
-    assert processed[0][0, 0].min() > 240  # the object framed on white
+    assert processed[0][0, 0].min() > 240  # framed on white (the dark background removed in the sv4d2 run)
 
 
-def test_background_removal_runs_on_the_cached_u2net(session_engine: Engine, tmp_path: Path) -> None:
-    video = tmp_path / "dark.mp4"
-    media.write_mp4(video, iter(object_frames(21, background=20)), 10)  # the tiny U2-Net keeps bright pixels
-    result = session_engine.run("fourd", {"video": video}, {**FAST, "start_frame": 0})
-    processed = frames_of(result.files["processed_input"])
-    assert processed[0][0, 0].min() > 240  # the dark background became white
-
-
-def test_the_cli_with_a_model_config(session_engine: Engine, clip_gif: Path, tmp_path: Path) -> None:
-    config = session_engine.hub.status("sv4d2_8views").path / "sv4d2_8views.yaml"
+def test_the_cli_with_a_model_config(session_engine: Engine, clips: dict[str, Path], tmp_path: Path) -> None:
+    config = session_engine.hub.status("sv4d2").path / "sv4d2.yaml"
     out = tmp_path / "result"
-    args = ["--cache-dir", str(session_engine.config.cache_dir), "--offline", "--device", "cpu", "fourd",
-            "--video", str(clip_gif), "--model", "sv4d2_8views", "--model-config", str(config), "--no-remove-bg",
-            "--size", str(SIZE), "--steps", "2", "--out", str(out)]
+    args = ["fourd", "--video", str(clips["gif"]), "--model", "sv4d2", "--model-config", str(config),
+            "--no-remove-bg", "--size", str(SIZE), "--steps", "1", "--out", str(out),
+            "--cache-dir", str(session_engine.config.cache_dir), "--offline", "--device", "cpu"]
     assert main(args) == 0
     files = {p.stem: p for p in out.iterdir()}
-    files["frames"], files["cameras"] = out / "frames.zip", out / "cameras.json"
-    check_views(files, "sv4d2_8views")
+    check_views(files, "sv4d2")
     settings = json.loads((out / "settings.json").read_text())
-    assert settings["inputs"]["model_config"]["name"] == "sv4d2_8views.yaml"
+    assert settings["inputs"]["model_config"]["name"] == "sv4d2.yaml"
+    assert main([*args[:-7], "--size", "600", "--out", str(tmp_path / "bad"), *args[-5:]]) == 2
 
 
-def test_the_tab_runs_both_models_and_the_viewer_picks_frames(session_engine: Engine, clip_gif: Path) -> None:
+def test_the_tab_and_its_viewer(session_engine: Engine, clips: dict[str, Path]) -> None:
+    """The default model goes through the tab in the contract test; here the 8-view model, and the viewer."""
     from gradio_client import Client, handle_file
 
     from tabs import build_app
     from tabs.fourd import frame_at
 
     demo = build_app(session_engine)
-    demo.queue().launch(prevent_thread_lock=True, quiet=True,
-                        allowed_paths=[str(session_engine.config.outputs)])
+    demo.queue().launch(prevent_thread_lock=True, quiet=True, allowed_paths=[str(session_engine.config.outputs)])
     try:
         client = Client(demo.local_url, verbose=False)
-        for model in NEW_VIEWS:
-            orbit, grid, views, processed, download, *_ = client.predict(
-                video=handle_file(str(clip_gif)), model=model, remove_bg=False, **FAST, api_name="/fourd")
-            assert len(views) == NEW_VIEWS[model] and len(frames_of(Path(orbit["video"]))) == 21
-            frames_zip = next(Path(d) for d in download if str(d).endswith("frames.zip"))
-            frame = frame_at(frames_zip, NEW_VIEWS[model], 20)
-            assert frame is not None and frame.shape == (SIZE, SIZE, 3)
-            assert frame_at(frames_zip, NEW_VIEWS[model] + 1, 0) is None
-        sheet = client.predict(video=handle_file(str(clip_gif)), mask=None, remove_bg=False, start_frame=-1,
+        orbit, grid, views, processed, download, *_ = client.predict(
+            video=handle_file(str(clips["gif"])), model="sv4d2_8views", remove_bg=False, **FAST, api_name="/fourd")
+        orbit = orbit["video"] if isinstance(orbit, dict) else orbit
+        assert len(views) == 8 and len(frames_of(Path(orbit))) == 21
+        frames_zip = next(Path(d) for d in download if str(d).endswith("frames.zip"))
+        frame = frame_at(frames_zip, 8, 20)
+        assert frame is not None and frame.shape == (SIZE, SIZE, 3)
+        assert frame_at(frames_zip, 9, 0) is None
+        sheet = client.predict(video=handle_file(str(clips["gif"])), mask=None, remove_bg=False, start_frame=-1,
                                size=SIZE, api_name="/fourd_input_preview")
         assert Path(sheet).is_file()
     finally:
         demo.close()
 
 
-def test_the_input_preview_is_a_contact_sheet_of_the_processed_frames(session_engine: Engine, clip_gif: Path) -> None:
-    preview = session_engine.preview("fourd", "input", video=clip_gif, remove_bg=False, size=SIZE)
-    assert preview.note is None and preview.value.shape == (3 * job.PREVIEW_TILE, 7 * job.PREVIEW_TILE, 3)
+def test_the_input_preview_is_a_contact_sheet_of_the_processed_frames(session_engine: Engine,
+                                                                      clips: dict[str, Path]) -> None:
+    preview = session_engine.preview("fourd", "input", video=clips["dark"], size=SIZE)
+    assert not preview.note and preview.value.shape == (3 * job.PREVIEW_TILE, 7 * job.PREVIEW_TILE, 3)
+    assert preview.value[0, 0].min() > 240
 
 
 def bad(tmp_path: Path, kind: str) -> dict[str, Path]:

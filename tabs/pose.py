@@ -19,8 +19,8 @@ def _present(result: JobResult) -> tuple[Any, ...]:
             str(files["densepose"]) if "densepose" in files else None)
 
 
-def _present_extraction(result: JobResult) -> tuple[Any, ...]:
-    return (str(result.files["video"]),)
+def _present_extraction(result: JobResult) -> str:
+    return str(result.files["video"])
 
 
 def build(engine: Engine) -> None:

@@ -126,7 +126,8 @@ def test_twenty_frames_end_to_end(session_engine: Engine, files: dict[str, Path]
     assert settings["options"] | {"size": SIZE, "steps": 2, "seed": 5} == settings["options"]
     options = settings["options"]
     assert (options["fit"], options["grid"], options["guidance"], options["fps"]) == ("crop", True, 7.5, 25)
-    assert set(settings["checkpoints"]) == {"sd15", "sd_vae_mse", "magicanimate"}
+    assert {"sd15", "sd_vae_mse", "magicanimate"} <= set(settings["checkpoints"])  # and densepose when cached
+    assert "densepose" not in result.files  # DensePose colours: used as they are, nothing extracted
     assert {k: v["name"] for k, v in settings["inputs"].items()} == {"image": "reference.png", "motion": "motion20.mp4"}
 
 
@@ -212,7 +213,8 @@ def test_tab_through_gradio_client(session_engine: Engine, files: dict[str, Path
         client = Client(demo.local_url, verbose=False)
         inputs = {"image": handle_file(str(files["reference"])), "motion": handle_file(str(files["motion4"]))}
         options = {"size": SIZE, "steps": 1, "seed": 3, "fit": "pad", "context": 4, "overlap": 1}
-        video, grid = client.predict(**inputs, **options, api_name="/pose")
+        video, grid, extracted = client.predict(**inputs, **options, api_name="/pose")
+        assert extracted is None  # a DensePose motion video is used as it is
         video, grid = (Path(v["video"] if isinstance(v, dict) else v) for v in (video, grid))
         assert len(frames_of(video)) == 4
         assert [f.shape for f in frames_of(grid)] == [(SIZE, 3 * SIZE, 3)] * 4

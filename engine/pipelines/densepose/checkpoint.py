@@ -35,15 +35,19 @@ _ALLOWED = {
 }
 
 
+class _Refused(pickle.UnpicklingError):
+    """The file names something the restricted unpickler does not run (not a sign of a damaged file)."""
+
+
 class _ArraysOnly(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         try:
             return _ALLOWED[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed") from None
+            raise _Refused(f"global '{module}.{name}' is not allowed") from None
 
     def persistent_load(self, pid: Any) -> Any:  # torch.save's tensors are persistent ids
-        raise pickle.UnpicklingError("persistent ids (torch storages) are not allowed")
+        raise _Refused("persistent ids (torch storages) are not allowed")
 
 
 def read_arrays(path: Path, checkpoint: str = "densepose") -> dict[str, np.ndarray]:
@@ -53,11 +57,12 @@ def read_arrays(path: Path, checkpoint: str = "densepose") -> dict[str, np.ndarr
             data = _ArraysOnly(stream).load()
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing; download the '{checkpoint}' checkpoint again.") from None
-    except pickle.UnpicklingError as err:
+    except _Refused as err:
         raise CheckpointError(f"{path} was refused: {err}. It holds code or objects other than numpy arrays, which "
                               f"this app never runs. Delete it and download the '{checkpoint}' checkpoint "
                               "again.") from err
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OSError) as err:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            OSError) as err:
         raise CheckpointError(f"{path} could not be read ({err.__class__.__name__}: {err}): it is not a detectron2 "
                               f"model-zoo file (corrupt or truncated). Delete it and download the '{checkpoint}' "
                               "checkpoint again.") from err

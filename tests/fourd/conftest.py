@@ -53,7 +53,7 @@ def clip_mp4(tmp_path: Path) -> Path:
 @pytest.fixture
 def tiny_u2net(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny ONNX graph with U2-Net's interface (see write_tiny_cutout: bright pixels are foreground)."""
-    from engine.pipelines.dance.tiny import write_tiny_cutout
+    from engine.testing.onnx import write_tiny_cutout
 
     path = tmp_path_factory.mktemp("u2net") / "u2net.onnx"
     write_tiny_cutout(path)

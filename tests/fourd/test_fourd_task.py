@@ -96,7 +96,7 @@ def test_the_tab_and_its_viewer(session_engine: Engine, clips: dict[str, Path]) 
     demo.queue().launch(prevent_thread_lock=True, quiet=True, allowed_paths=[str(session_engine.config.outputs)])
     try:
         client = Client(demo.local_url, verbose=False)
-        orbit, grid, views, processed, download, *_ = client.predict(
+        orbit, _grid, views, _processed, download, *_ = client.predict(
             video=handle_file(str(clips["gif"])), model="sv4d2_8views", remove_bg=False, **FAST, api_name="/fourd")
         orbit = orbit["video"] if isinstance(orbit, dict) else orbit
         assert len(views) == 8 and len(frames_of(Path(orbit))) == 21

@@ -58,8 +58,11 @@ def _cut_out(clip: Clip, masks: list[np.ndarray] | None, remove_bg: bool, model:
         return mask_sequence(clip.frames, masks), False
     if not remove_bg or all(frame.shape[-1] == 4 for frame in clip.frames):
         return list(clip.frames), False
-    remover = BackgroundRemover(model)  # type: ignore[arg-type]
-    cut, done = [], {}
+    if model is None:
+        raise ValueError("background removal needs the U2-Net model file")
+    remover = BackgroundRemover(model)
+    cut: list[np.ndarray] = []
+    done: dict[int, np.ndarray] = {}
     for i, (index, frame) in enumerate(zip(clip.indices, clip.frames)):
         if index not in done:  # a short clip repeats source frames: each is cut once
             done[index] = remover(frame)
@@ -96,6 +99,8 @@ def execute(ctx: JobContext) -> dict[str, Path]:
         ctx.progress(0.0, f"Removing the background: frame {i + 1}/{CLIP_FRAMES}")
 
     processed = prepare(clip, masks, options, model, removed_one)
+    ctx.record("source_frames", {"name": clip.name, "count": clip.total, "used": clip.indices})
+    ctx.record("object", "mask" if masks is not None else "rembg u2net" if model is not None else "as given")
     files = {"processed_input": ctx.path("processed_input.mp4")}
     media.write_mp4(files["processed_input"], iter(processed), outputs.FPS)
     ctx.progress(0.0, "Processed input ready (processed_input.mp4); loading SV4D 2.0")
@@ -113,6 +118,7 @@ def execute(ctx: JobContext) -> dict[str, Path]:
     files["orbit"] = outputs.write_orbit(ctx.path("orbit.mp4"), np.stack([v for v, _, _ in ordered]))
     files["frames"] = outputs.write_frames_zip(ctx.path("frames.zip"), views)
     files["cameras"] = outputs.write_cameras(ctx.path("cameras.json"), azimuths, elevations)
+    ctx.record("azimuths_deg", list(azimuths))
     return files
 
 

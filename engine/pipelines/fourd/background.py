@@ -1,7 +1,8 @@
 """Background removal and the object mask, as SV4D 2.0's input preparation does it.
 
 The original (preprocess_video in scripts/demo/sv4d_helpers.py@0ad7de9a5cb5) runs `rembg.remove(frame.convert("RGBA"),
-alpha_matting=True)` with rembg's default U2-Net session on frames without transparency, and takes the object mask as
+alpha_matting=True)` with rembg's default session on frames without transparency (U2-Net in the rembg releases of
+its time; rembg 2.0.86 defaults to BRIA RMBG, so the model is named here), and takes the object mask as
 alpha > 0 for frames with transparency, else mean(RGB) <= 250 (the background is assumed white). rembg would download
 U2-Net from GitHub at run time; here the same ONNX file comes from the Hub through the engine's checkpoint cache
 (checkpoint "rembg_u2net") and is handed to rembg's U2-Net session directly.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -78,18 +79,12 @@ def _read(path: Path, pick: Pick, what: str) -> Clip:
         return read_gif_frames(path, pick, what)
     if suffix in VIDEO_EXTENSIONS:
         return _read_video_frames(path, pick, what)
-    if path.is_dir() or suffix == ".zip" or (path.is_file() and suffix not in IMAGE_EXTENSIONS and _is_zip(path)):
+    if path.is_dir() or suffix == ".zip" or (path.is_file() and suffix not in IMAGE_EXTENSIONS and zipfile.is_zipfile(path)):
         return _read_frame_files(path, pick, what)
     if suffix in IMAGE_EXTENSIONS:
         raise InputError(f"{what} '{path.name}' is a single picture; SV4D 2.0 needs a clip of at least "
                          f"{MIN_SOURCE_FRAMES} frames. {CLIP_HINT}")
     raise InputError(f"{what} '{path.name}' is not a video, a GIF or a .zip of frames. {CLIP_HINT}")
-
-
-def _is_zip(path: Path) -> bool:
-    import zipfile
-
-    return zipfile.is_zipfile(path)
 
 
 def _check_pixels(height: int, width: int, what: str) -> None:

@@ -17,6 +17,7 @@ from engine import media
 # fps 10: save_video in scripts/demo/sv4d_helpers.py@0ad7de9a5cb5 (the original's view videos)
 FPS = 10
 MAX_GRID_COLUMNS = 5
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip can hold
 
 
 def view_name(view: int) -> str:
@@ -76,11 +77,13 @@ def _png_bytes(frame: np.ndarray) -> bytes:
 
 
 def write_frames_zip(path: Path, views: np.ndarray) -> Path:
-    """view_XX/000.png ... for every view and time step, in one zip (PNGs are already compressed: stored)."""
+    """view_XX/000.png ... for every view and time step, in one zip (PNGs are already compressed: stored). Members
+    carry a fixed date, so the same frames always make the same file."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
         for view, frames in enumerate(views):
             for t, frame in enumerate(frames):
-                archive.writestr(f"{view_name(view)}/{t:03d}.png", _png_bytes(frame))
+                member = zipfile.ZipInfo(f"{view_name(view)}/{t:03d}.png", date_time=ZIP_DATE)
+                archive.writestr(member, _png_bytes(frame))
     return path
 
 

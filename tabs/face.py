@@ -19,7 +19,7 @@ MASK_COLOUR = "#ffffff"
 
 def _present(result: JobResult) -> tuple[Any, ...]:
     files = result.files
-    extras = [str(files[k]) for k in ("settings", "landmarks", "facts", "trajectories", "mask") if k in files]
+    extras = [str(files[k]) for k in ("settings", "landmarks", "trajectories", "mask") if k in files]
     return str(files["video"]), str(files["landmark_video"]), extras
 
 
@@ -38,8 +38,10 @@ def painted_mask(editor: dict[str, Any] | None, shape: tuple[int, int] | None) -
         return None
     painted = np.zeros(layers[0].shape[:2], bool)
     for layer in layers:
-        alpha = layer[..., 3] if layer.ndim == 3 and layer.shape[-1] == 4 else layer.reshape(layer.shape[:2] + (-1,)).max(-1)
-        painted |= alpha > 0
+        if layer.ndim == 3 and layer.shape[-1] == 4:
+            painted |= layer[..., 3] > 0
+        else:
+            painted |= layer.reshape(layer.shape[:2] + (-1,)).max(axis=-1) > 0
     if not painted.any():
         return None
     mask = painted.astype(np.uint8) * 255
@@ -136,8 +138,8 @@ def build(engine: Engine) -> None:
 
         size, fps, steps = controls["size"], controls["fps"], controls["steps"]
 
-        def show_landmarks(image: str | None, driving: str | None, landmarks: str | None, size: float,
-                           fps: float) -> Any:
+        def show_landmarks(image: str | None, driving: str | None = None, landmarks: str | None = None,
+                           size: float = spec.option("size").default, fps: float = spec.option("fps").default) -> Any:
             if not image or not (driving or landmarks):
                 return None
             return preview_value(engine, TASK, "landmarks", image=image, driving=driving or None,

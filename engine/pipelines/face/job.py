@@ -25,7 +25,6 @@ from engine.tasks import Options
 MIN_PORTRAIT = 64  # pixels on the short side; smaller pictures hold too little face to drive
 TASK_FILE = "aniportrait/src/utils/mp_models/face_landmarker_v2_with_blendshapes.task"  # in checkpoint mediapipe_face
 NPY_HINT = "Give a .npy file holding a float array of shape [N, 68, 2] (x, y in the portrait's pixels), N >= 2."
-WINDOW, STRIDE = 25, 12  # MOFA-Video-Keypoint's periodic sampling (mofa_keypoint.py@3ad3b546da4c: window_size 25, stride window // 2)
 
 
 # ---------------------------------------------------------------------------------------------------- inputs
@@ -155,11 +154,10 @@ def validate(inputs: dict[str, Any], options: Options) -> dict[str, Any]:
     prepared: dict[str, Any] = {"image": image, "driving": None, "landmarks": None, "trajectories": None,
                                 "mask": None}
     if driving:
+        check_driving(driving, options.fps)
         prepared["driving"] = Path(driving)
-        prepared["frames"] = check_driving(driving, options.fps)
     else:
         prepared["landmarks"] = read_landmarks_file(given, image.shape[:2])
-        prepared["frames"] = len(prepared["landmarks"])
     if inputs.get("trajectories") is not None:
         prepared["trajectories"] = read_trajectories(inputs["trajectories"], image, options.size) or None
     if inputs.get("mask"):
@@ -251,17 +249,11 @@ def landmark_frames(image: np.ndarray, points: np.ndarray, size: int) -> Iterato
 
 
 def driver_audio(path: Path) -> tuple[np.ndarray, int] | None:
-    """The driving video's audio (mono, its own sample rate), or None when it has no audio track."""
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            streams = container.streams.audio
-            rate = int(streams[0].rate or 44100) if streams else None
-    except (av.FFmpegError, OSError):
+    """The driving video's audio (mono, at its own sample rate), or None when it has no audio track."""
+    found = media.audio_info(path)
+    if found is None:
         return None
-    if rate is None:
-        return None
+    rate = found[0]
     return media.read_audio(path, rate), rate
 
 
@@ -278,13 +270,13 @@ def execute(ctx: JobContext) -> dict[str, Path]:
         ctx.warn(f"No face was found in {len(sequence.filled)} driving frame(s) "
                  f"({_frame_list(sequence.filled)}); they were filled from their neighbours.")
     points = sequence.points
-    outputs = {"landmark_video": ctx.path("landmarks.mp4"), "landmarks": ctx.path("landmarks.npy"),
-               "facts": ctx.path("landmarks.json")}
+    ctx.record("landmark_source", sequence.source)
+    ctx.record("frames", len(points))
+    ctx.record("filled_frames", [k + 1 for k in sequence.filled])  # 1-based driving frames without a face
+    outputs = {"landmark_video": ctx.path("landmarks.mp4"), "landmarks": ctx.path("landmarks.npy")}
     ctx.progress(0.0, "Drawing the landmark preview")
     media.write_mp4(outputs["landmark_video"], landmark_frames(ctx.inputs["image"], points, opts.size), opts.fps)
     np.save(outputs["landmarks"], points)  # repeat the run with --landmarks landmarks.npy
-    outputs["facts"].write_text(json.dumps({"source": sequence.source, "frames": len(points),
-                                            "filled_frames": [k + 1 for k in sequence.filled]}, indent=2))
     tracks = ctx.inputs["trajectories"]
     mask = ctx.inputs["mask"]
     if tracks is not None and mask is None:
@@ -304,22 +296,21 @@ def execute(ctx: JobContext) -> dict[str, Path]:
     audio = driver_audio(ctx.inputs["driving"]) if ctx.inputs["driving"] is not None else None
     outputs["video"] = ctx.path("result.mp4")
     media.write_mp4(outputs["video"], result.frames, opts.fps, audio=audio)
-    return {"video": outputs.pop("video"), **outputs}
+    return outputs
 
 
 def _frame_list(frames: tuple[int, ...], shown: int = 8) -> str:
+    """'frame 3' or 'frames 3, 4, 9 and 2 more' (1-based)."""
     listed = ", ".join(str(k + 1) for k in frames[:shown])
-    return ("frame " if len(frames) == 1 else "frames ") + listed + (f" and {len(frames) - shown} more" if len(frames) > shown else "")
+    more = f" and {len(frames) - shown} more" if len(frames) > shown else ""
+    return ("frame " if len(frames) == 1 else "frames ") + listed + more
 
 
 def window_count(frames: int) -> int:
-    """Windows denoised per step for `frames` frames: one up to 25 frames; beyond, MOFA-Video-Keypoint's periodic
-    sampling (windows of 25 with stride 12, then the last 25 frames; a last window equal to the one before is
-    computed once)."""
-    if frames <= WINDOW:
-        return 1
-    starts = set(range(1, frames - WINDOW + 2, STRIDE)) | {frames - WINDOW + 1}
-    return len(starts)
+    """Windows denoised per step for `frames` frames (the pipeline's periodic sampling schedule)."""
+    from engine.pipelines.face.windows import periodic_windows
+
+    return len(periodic_windows(frames))
 
 
 # ---------------------------------------------------------------------------------------------------- previews
@@ -365,7 +356,8 @@ def _prune_previews() -> None:
             continue
 
 
-def preview_summary(ctx: PreviewContext, driving: Any = None, landmarks: Any = None, steps: int | None = None, size: int | None = None, fps: int | None = None) -> str:
+def preview_summary(ctx: PreviewContext, driving: Any = None, landmarks: Any = None, steps: int | None = None,
+                    size: int | None = None, fps: int | None = None) -> str:
     """Frames, windows and denoising passes a run would take, and the expected time once a run has measured it."""
     if not (driving or landmarks):
         raise PreviewUnavailable("Upload a driving video or a landmarks file to see the frame count.")
@@ -373,7 +365,7 @@ def preview_summary(ctx: PreviewContext, driving: Any = None, landmarks: Any = N
     frames = check_driving(driving, options.fps) if driving else check_landmarks_header(Path(landmarks))
     windows = window_count(frames)
     text = (f"{frames} frames ({frames / options.fps:.1f} s at {options.fps} fps): {windows} window(s) of up to "
-            f"{WINDOW} frames x {options.steps} steps = {windows * options.steps} denoising passes.")
+            f"25 frames x {options.steps} steps = {windows * options.steps} denoising passes.")
     if options.size in _PACE:
         text += (f" Expected time: about {_duration(_PACE[options.size] * windows * options.steps)} (pace measured by "
                  "the last run at this size).")

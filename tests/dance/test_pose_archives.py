@@ -16,7 +16,8 @@ from engine.limits import Limits, applied
 from engine.pipelines.dance import job as dance_job
 from engine.pipelines.dance import udp
 from engine.pipelines.dance.tiny import synthetic_udp_frames
-from engine.pipelines.dance.udp import UDPSequence, VideoPoses, read_capped
+from engine.archives import IMAGE_EXTENSIONS, FrameFiles, read_capped
+from engine.pipelines.dance.udp import UDPSequence, VideoPoses
 
 FAST = {"working_size": 128}
 
@@ -134,7 +135,7 @@ def test_member_whose_declared_size_lies_is_not_inflated_past_it(tmp_path, monke
     real_crc = zipfile.ZipExtFile._update_crc
     monkeypatch.setattr(zipfile.ZipExtFile, "_update_crc",
                         lambda self, data: inflated.append(len(data)) or real_crc(self, data))
-    files = udp.FrameFiles(path, udp.IMAGE_EXTENSIONS, "pose pictures")
+    files = FrameFiles(path, IMAGE_EXTENSIONS, "pose pictures")
     with pytest.raises(InputError, match="0.png"):
         files.read(0)
     assert 0 < sum(inflated) <= 2000

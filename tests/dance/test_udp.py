@@ -13,8 +13,9 @@ import torch
 from engine.errors import InputError
 from engine.pipelines.dance.networks import DanceNetConfig, normalize_input
 from engine.pipelines.dance.tiny import random_networks, synthetic_udp_frames
-from engine.pipelines.dance.udp import (PoseImageSequence, UDPSequence, natural_key, open_pose_sequence,
-                                        predict_udp, prepare_udp_frame)
+from engine.archives import natural_key
+from engine.pipelines.dance.udp import (PoseImageSequence, UDPSequence, open_pose_sequence, predict_udp,
+                                        prepare_udp_frame)
 
 
 def _npz(**arrays: np.ndarray) -> bytes:

@@ -18,8 +18,8 @@ import numpy as np
 from PIL import Image, ImageSequence
 
 from engine import limits, media
-from engine.errors import InputError
 from engine.archives import IMAGE_EXTENSIONS, FrameFiles
+from engine.errors import InputError
 
 # n_frames 21: sample() in scripts/sampling/simple_video_sample_4d2.py@0ad7de9a5cb5 (the model's fixed length)
 CLIP_FRAMES = 21

@@ -70,6 +70,7 @@ def test_extraction_end_to_end_matches_the_pipeline_and_the_palette(session_engi
     assert agree(video, expected)
     settings = json.loads(result.files["settings"].read_text())
     assert settings["options"]["framing"] == "follow" and settings["warnings"] == []
+    assert settings["details"]["extraction"] == clip.counts()
 
 
 @pytest.mark.parametrize("count, source, target", [(6, 50, 25), (6, 10, 25), (7, 25, 25), (9, 30, 24)])
@@ -119,7 +120,9 @@ def test_pose_extracts_an_ordinary_video_first(session_engine: Engine, clips: di
     assert shows_a_body(extracted)
     for motion, panel in zip(extracted, grid):  # the grid's motion panel is the extracted DensePose
         assert agree([panel[:, 64:128]], [motion])
-    assert json.loads(result.files["settings"].read_text())["warnings"] == []
+    settings = json.loads(result.files["settings"].read_text())
+    assert settings["warnings"] == [] and settings["details"]["motion_kind"] == "video"
+    assert settings["details"]["extraction"]["frames"] == 3
 
 
 def test_pose_tab_extracts_and_animates_an_ordinary_video(session_engine: Engine, clips: dict[str, Path]) -> None:

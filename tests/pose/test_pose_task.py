@@ -128,6 +128,7 @@ def test_twenty_frames_end_to_end(session_engine: Engine, files: dict[str, Path]
     assert (options["fit"], options["grid"], options["guidance"], options["fps"]) == ("crop", True, 7.5, 25)
     assert {"sd15", "sd_vae_mse", "magicanimate"} <= set(settings["checkpoints"])  # and densepose when cached
     assert "densepose" not in result.files  # DensePose colours: used as they are, nothing extracted
+    assert settings["details"] == {"motion_kind": "densepose"}
     assert {k: v["name"] for k, v in settings["inputs"].items()} == {"image": "reference.png", "motion": "motion20.mp4"}
 
 

@@ -39,7 +39,9 @@ def extract(pipeline: Any, video: Path, options: Options, out: Path, progress: P
 
 
 def report(ctx: JobContext, clip: ClipLabels, name: str) -> None:
-    """Say how many frames had no one (they repeat the nearest frame that had someone)."""
+    """Record the extraction's counts in settings.json ("details": {"extraction": ...}) and warn when frames had no
+    one (they repeat the nearest frame that had someone)."""
+    ctx.record("extraction", clip.counts())
     if clip.frames_without_person:
         ctx.warn(f"No person was found in {clip.frames_without_person} of {clip.frames} frames of '{name}'; they "
                  "show the nearest frame where someone was found.")

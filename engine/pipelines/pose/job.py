@@ -112,6 +112,7 @@ def execute(ctx: JobContext) -> dict[str, Path]:
     opts = ctx.options
     size, mode, fps = opts.size, opts.fit, opts.fps
     source, outputs = ctx.inputs["motion"], {}
+    ctx.record("motion_kind", ctx.inputs["kind"])  # what auto chose: "densepose" (used as it is) or "video"
     if ctx.inputs["kind"] == "video":
         ctx.progress(0.0, f"'{source.name}' is an ordinary video: extracting its DensePose first")
         outputs["densepose"] = ctx.path("densepose.mp4")

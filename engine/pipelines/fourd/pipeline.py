@@ -91,8 +91,12 @@ def load_networks(file: Path, config: FourDConfig, device: Any, dtype: torch.dty
              only: tuple[str, ...] = ()) -> Any:
         def load() -> nn.Module:
             model = build_on_meta(build)
-            return assign_strict(model, checkpoint.part(prefix, only), f"{file.name} ({what}, {config.source})",
-                                 device, part_dtype)
+            try:
+                return assign_strict(model, checkpoint.part(prefix, only), f"{file.name} ({what}, {config.source})",
+                                     device, part_dtype)
+            except CheckpointError as exc:
+                raise CheckpointError(f"{exc} If the checkpoint has other sizes than the config {config.source}, "
+                                      "give its config (--model-config, in the original's YAML format).") from exc
 
         key = NetworkKey.of(f"{file}#{prefix}@{config.digest}", cls, device, part_dtype)
         return cached_network(networks, key, load)

@@ -24,8 +24,8 @@ def _present(result: JobResult) -> tuple[Any, ...]:
 
 
 def _drawing_view(drawing: draw.Drawing) -> tuple[Any, ...]:
-    """State, trajectory canvas and trajectories JSON shown for a drawing."""
-    return drawing, draw.render_overlay(drawing), draw.trajectories_json(drawing)
+    """State, trajectory canvas and trajectories JSON shown for a drawing (empty without trajectories: no hybrid)."""
+    return drawing, draw.render_overlay(drawing), draw.trajectories_json(drawing) if drawing.trajectories else ""
 
 
 def painted_mask(editor: dict[str, Any] | None, shape: tuple[int, int] | None) -> np.ndarray | None:
@@ -80,7 +80,7 @@ def build(engine: Engine) -> None:
                         undo_btn = gr.Button("Undo last point", size="sm")
                         delete_btn = gr.Button("Delete last trajectory", size="sm")
                         clear_btn = gr.Button("Clear", size="sm", variant="stop")
-                    trajectories = gr.Code("[]", language="json",
+                    trajectories = gr.Code(None, language="json",
                                            label="Trajectories (JSON, portrait pixels; editable)")
                     brush = gr.ImageEditor(label="Landmark mask brush: paint the face region", type="numpy",
                                            sources=[], layers=False, transforms=[], height=360,

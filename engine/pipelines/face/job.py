@@ -155,6 +155,7 @@ def validate(inputs: dict[str, Any], options: Options) -> dict[str, Any]:
                                 "mask": None}
     if driving:
         check_driving(driving, options.fps)
+        media.audio_info(driving)  # a corrupt audio track fails here, not after the diffusion
         prepared["driving"] = Path(driving)
     else:
         prepared["landmarks"] = read_landmarks_file(given, image.shape[:2])
@@ -266,36 +267,41 @@ def execute(ctx: JobContext) -> dict[str, Path]:
     opts = ctx.options
     sequence = run_landmarks(ctx.inputs, opts, lambda: ctx.checkpoint("mediapipe_face") / TASK_FILE, ctx.progress,
                              ctx.cancel.check)
-    if sequence.filled:
-        ctx.warn(f"No face was found in {len(sequence.filled)} driving frame(s) "
-                 f"({_frame_list(sequence.filled)}); they were filled from their neighbours.")
-    points = sequence.points
-    ctx.record("landmark_source", sequence.source)
-    ctx.record("frames", len(points))
-    ctx.record("filled_frames", [k + 1 for k in sequence.filled])  # 1-based driving frames without a face
-    outputs = {"landmark_video": ctx.path("landmarks.mp4"), "landmarks": ctx.path("landmarks.npy")}
-    ctx.progress(0.0, "Drawing the landmark preview")
-    media.write_mp4(outputs["landmark_video"], landmark_frames(ctx.inputs["image"], points, opts.size), opts.fps)
-    np.save(outputs["landmarks"], points)  # repeat the run with --landmarks landmarks.npy
-    tracks = ctx.inputs["trajectories"]
-    mask = ctx.inputs["mask"]
-    if tracks is not None and mask is None:
-        mask = landmarks.face_mask(points, *ctx.inputs["image"].shape[:2])
-    if tracks is not None:
+    outputs = write_landmarks(ctx, sequence)  # the landmark preview, before any diffusion
+    tracks, mask = ctx.inputs["trajectories"], ctx.inputs["mask"]
+    if tracks is not None:  # hybrid: trajectories move what lies outside the mask (default: the face region)
+        mask = mask if mask is not None else landmarks.face_mask(sequence.points, *ctx.inputs["image"].shape[:2])
         outputs["trajectories"] = ctx.path("trajectories.json")
         outputs["trajectories"].write_text(json.dumps(tracks))
         outputs["mask"] = media.write_png(ctx.path("mask.png"), mask)
+    audio = driver_audio(ctx.inputs["driving"]) if ctx.inputs["driving"] is not None else None
     ctx.cancel.check()
     pipeline = ctx.pipeline()
-    if tracks:  # hybrid: the Trajectories task's adapter and CMP, shared with it
+    if tracks is not None:  # the Trajectories task's adapter and CMP, shared with it
         pipeline = pipeline.with_trajectory_adapter(ctx.pipeline("motion"))
     started = time.perf_counter()
-    result = pipeline({"image": ctx.inputs["image"], "landmarks": points, "trajectories": tracks, "mask": mask},
-                      opts, ctx.progress, ctx.cancel)
-    _PACE[opts.size] = (time.perf_counter() - started) / (window_count(len(points)) * opts.steps)
-    audio = driver_audio(ctx.inputs["driving"]) if ctx.inputs["driving"] is not None else None
+    result = pipeline({"image": ctx.inputs["image"], "landmarks": sequence.points, "trajectories": tracks,
+                       "mask": mask}, opts, ctx.progress, ctx.cancel)
+    _PACE[opts.size] = (time.perf_counter() - started) / (window_count(len(sequence.points)) * opts.steps)
     outputs["video"] = ctx.path("result.mp4")
     media.write_mp4(outputs["video"], result.frames, opts.fps, audio=audio)
+    return outputs
+
+
+def write_landmarks(ctx: JobContext, sequence: Landmarks) -> dict[str, Path]:
+    """landmarks.mp4 (the sequence drawn over the portrait) and landmarks.npy (repeat the run with --landmarks);
+    the facts into settings.json, and a warning when driving frames were filled."""
+    if sequence.filled:
+        ctx.warn(f"No face was found in {len(sequence.filled)} driving frame(s) "
+                 f"({_frame_list(sequence.filled)}); they were filled from their neighbours.")
+    ctx.record("landmark_source", sequence.source)
+    ctx.record("frames", len(sequence.points))
+    ctx.record("filled_frames", [k + 1 for k in sequence.filled])  # 1-based driving frames without a face
+    ctx.progress(0.0, "Drawing the landmark preview")
+    outputs = {"landmark_video": ctx.path("landmarks.mp4"), "landmarks": ctx.path("landmarks.npy")}
+    media.write_mp4(outputs["landmark_video"], landmark_frames(ctx.inputs["image"], sequence.points, ctx.options.size),
+                    ctx.options.fps)
+    np.save(outputs["landmarks"], sequence.points)
     return outputs
 
 

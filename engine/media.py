@@ -378,6 +378,22 @@ def write_png_sequence(folder: str | Path, frames: Iterable[np.ndarray]) -> int:
 
 # ---------------------------------------------------------------------------------------------------- audio
 
+def read_mask(path: str | Path, shape: tuple[int, int], what: str, picture: str, empty_hint: str) -> np.ndarray:
+    """A painted mask -> uint8 HxW, 255 where painted (bright, and opaque if it has transparency). It must have the
+    picture's size (`picture` names it in the message) and something painted (`empty_hint` says what to paint)."""
+    pixels = read_image(path, what=what)
+    painted = pixels[..., :3].max(axis=-1) > 127
+    if pixels.shape[-1] == 4:
+        painted &= pixels[..., 3] > 127
+    name = _name(Path(path))
+    if painted.shape != tuple(shape):
+        raise InputError(f"{what} '{name}' is {painted.shape[1]}x{painted.shape[0]} but {picture} is "
+                         f"{shape[1]}x{shape[0]}: paint it on the same picture.")
+    if not painted.any():
+        raise InputError(f"{what} '{name}' is empty (nothing painted white). {empty_hint}")
+    return painted.astype(np.uint8) * 255
+
+
 def audio_info(path: str | Path) -> tuple[int, float] | None:
     """(sample rate, seconds) of a media file's first audio stream, or None when it has none. Reads headers only;
     an unreadable file is an InputError."""

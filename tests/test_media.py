@@ -125,3 +125,18 @@ def test_fit_modes_and_compositing() -> None:
     assert media.parse_colour("#0f0") == (0, 255, 0)
     with pytest.raises(InputError, match="#RRGGBB"):
         media.parse_colour("green")
+
+
+def test_a_mask_is_what_is_painted_bright_and_opaque_at_the_pictures_size(tmp_path: Path) -> None:
+    rgba = np.zeros((4, 6, 4), np.uint8)
+    rgba[1:3, 1:3] = 255  # painted white and opaque
+    rgba[0, 5, :3] = 255  # white but transparent: not painted
+    path = tmp_path / "mask.png"
+    media.write_png(path, rgba)
+    mask = media.read_mask(path, (4, 6), "Motion brush", "the picture", "Paint something.")
+    assert mask.dtype == np.uint8 and mask.sum() == 4 * 255 and mask[1:3, 1:3].all()
+    with pytest.raises(InputError, match="is 6x4 but the picture is 5x4"):
+        media.read_mask(path, (4, 5), "Motion brush", "the picture", "Paint something.")
+    media.write_png(path, np.zeros((4, 6, 3), np.uint8))
+    with pytest.raises(InputError, match=r"'mask.png' is empty \(nothing painted white\). Paint something."):
+        media.read_mask(path, (4, 6), "Motion brush", "the picture", "Paint something.")

@@ -134,19 +134,9 @@ def check_trajectories(tracks: list[list[list[float]]], image: np.ndarray, size:
 # ---------------------------------------------------------------------------------------------------- brush
 
 def read_brush(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
-    """Mask picture -> uint8 HxW, 255 where painted (bright, and opaque if it has transparency)."""
-    pixels = media.read_image(path, what="Motion brush")
-    painted = pixels[..., :3].max(axis=-1) > 127
-    if pixels.shape[-1] == 4:
-        painted &= pixels[..., 3] > 127
-    name = Path(path).name
-    if painted.shape != shape:
-        raise InputError(f"Motion brush '{name}' is {painted.shape[1]}x{painted.shape[0]} but the picture is "
-                         f"{shape[1]}x{shape[0]}: paint the brush on the same picture.")
-    if not painted.any():
-        raise InputError(f"Motion brush '{name}' is empty (nothing painted white). Paint the region that should "
-                         "move, or leave the brush out.")
-    return painted.astype(np.uint8) * 255
+    """Motion brush picture -> uint8 HxW, 255 where painted."""
+    return media.read_mask(path, shape, "Motion brush", "the picture",
+                           "Paint the region that should move, or leave the brush out.")
 
 
 # ---------------------------------------------------------------------------------------------------- job

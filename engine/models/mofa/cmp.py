@@ -12,13 +12,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import nn
 
 from engine.errors import CheckpointError
+from engine.runtime import ModelCache, NetworkKey, cached_network
 from engine.weights import load_pickle_safely
+
+# Where MOFA's repos (MOFA-Video-Traj and MOFA-Video-Hybrid alike) keep CMP; iteration 42000: CMP_demo(...) in
+# MOFA-Video-Traj/run_gradio.py@3ad3b546da4c and MOFA-Video-Keypoint/mofa_keypoint.py@3ad3b546da4c.
+CMP_DIR = "models/cmp/experiments/semiauto_annot/resnet50_vip+mpii_liteflow"
+CMP_CHECKPOINT = f"{CMP_DIR}/checkpoints/ckpt_iter_42000.pth.tar"
+CMP_CONFIG = f"{CMP_DIR}/config.yaml"
 
 
 @dataclass(frozen=True)
@@ -204,16 +213,16 @@ def config_from_state_dict(state: dict[str, torch.Tensor], nbins: int = 99, fmax
         nbins=nbins, fmax=fmax, size=size)
 
 
-def read_cmp_state(path: Path) -> dict[str, torch.Tensor]:
+def read_cmp_state(path: Path, checkpoint: str = "mofa_traj") -> dict[str, torch.Tensor]:
     """The `state_dict` of a CMP training checkpoint with the `module.` prefix removed.
 
     The published file (383 tensors) predates BatchNorm's `num_batches_tracked` counters; they only
     matter for training, so each missing counter is added as 0. No other key may be missing or extra.
     """
     if not Path(path).is_file():
-        raise CheckpointError(f"CMP checkpoint not found: {path}. Download the 'mofa_traj' checkpoint again.")
-    checkpoint = load_pickle_safely(path, "mofa_traj")
-    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
+        raise CheckpointError(f"CMP checkpoint not found: {path}. Download the '{checkpoint}' checkpoint again.")
+    stored = load_pickle_safely(path, checkpoint)
+    state = stored.get("state_dict") if isinstance(stored, dict) else None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} has no 'state_dict'; it is not the published CMP checkpoint.")
     state = {k.removeprefix("module."): v for k, v in state.items()}
@@ -223,12 +232,32 @@ def read_cmp_state(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_cmp(path: Path, nbins: int = 99, fmax: float = 50.0, size: int = 384,
-             device: torch.device | str = "cpu") -> CMP:
+             device: torch.device | str = "cpu", checkpoint: str = "mofa_traj") -> CMP:
     """Build CMP from the checkpoint's shapes and load it strictly (the original silently used random weights)."""
-    state = read_cmp_state(path)
+    state = read_cmp_state(path, checkpoint)
     try:
         cmp = CMP(config_from_state_dict(state, nbins, fmax, size))
         cmp.model.load_state_dict(state, strict=True)
     except (KeyError, RuntimeError) as exc:
         raise CheckpointError(f"CMP checkpoint {path} does not match the architecture: {exc}") from exc
     return cmp.to(device).eval().requires_grad_(False)
+
+
+def read_cmp_settings(config_file: Path) -> dict[str, Any]:
+    """nbins/fmax/input size from the CMP experiment config; the published values when it is absent.
+
+    99 / 50 / 384: model.module.nbins, fmax and data.crop_size of MOFA-Video-Traj/models/cmp/experiments/
+    semiauto_annot/resnet50_vip+mpii_liteflow/config.yaml@3ad3b546da4c."""
+    if not config_file.is_file():
+        return {"nbins": 99, "fmax": 50.0, "size": 384}
+    config = yaml.safe_load(config_file.read_text())
+    module = config["model"]["module"]
+    return {"nbins": int(module["nbins"]), "fmax": float(module["fmax"]), "size": int(config["data"]["crop_size"][0])}
+
+
+def load_repo_cmp(repo: Path, device: Any, checkpoint: str, networks: ModelCache | None = None) -> CMP:
+    """The CMP a MOFA repo snapshot holds at CMP_CHECKPOINT (settings from CMP_CONFIG when present), float32,
+    through the engine's network cache (one copy per file)."""
+    path = Path(repo) / CMP_CHECKPOINT
+    return cached_network(networks, NetworkKey.of(path, CMP, device, torch.float32), lambda: load_cmp(
+        path, **read_cmp_settings(Path(repo) / CMP_CONFIG), device=device, checkpoint=checkpoint))

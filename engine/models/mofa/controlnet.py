@@ -81,13 +81,23 @@ def downscale_flow(flow: torch.Tensor, factor: int) -> torch.Tensor:
     return small.reshape(b, t, c, h // factor, w // factor) / factor
 
 
-def warp_to_frames(feature: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """feature [B,C,h,w], flow [B,T,2,h,w] -> [B*(T+1), C, h, w]: frame 0 unwarped, then splats."""
+def splat_to_frames(feature: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """feature [B,C,h,w], flow [B,T,2,h,w] -> feature forward-splatted into every frame [B,T,C,h,w].
+
+    Splatting runs in float32 (as the original's kernel); the result is cast back to the feature's dtype."""
     b, t = flow.shape[:2]
     repeated = feature.unsqueeze(1).expand(-1, t, -1, -1, -1).flatten(0, 1)
-    warped = splat_average(repeated, flow.flatten(0, 1)).to(feature.dtype)
-    frames = torch.cat([feature.unsqueeze(1), warped.unflatten(0, (b, t))], dim=1)
-    return frames.flatten(0, 1)
+    return splat_average(repeated, flow.flatten(0, 1)).to(feature.dtype).unflatten(0, (b, t))
+
+
+def with_first_frame(feature: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
+    """feature [B,C,h,w] (frame 0, unwarped) + warped [B,T,C,h,w] -> [B*(T+1), C, h, w] in frame order."""
+    return torch.cat([feature.unsqueeze(1), warped], dim=1).flatten(0, 1)
+
+
+def warp_to_frames(feature: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """feature [B,C,h,w], flow [B,T,2,h,w] -> [B*(T+1), C, h, w]: frame 0 unwarped, then splats."""
+    return with_first_frame(feature, splat_to_frames(feature, flow))
 
 
 class SVDControlNetBase(ModelMixin, ConfigMixin):
@@ -157,24 +167,41 @@ class SVDControlNetBase(ModelMixin, ConfigMixin):
         """Subclasses add their conditioning modules here (keeps one registered config signature)."""
 
     def encode(self, sample: torch.Tensor, timestep: torch.Tensor | float, encoder_hidden_states: torch.Tensor,
-               added_time_ids: torch.Tensor, injections: Sequence[torch.Tensor],
+               added_time_ids: torch.Tensor, injections: Sequence[Sequence[torch.Tensor]],
                conditioning_scale: float) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Run the encoder, adding `injections` [4 x [B*F,c,h,w]] at MOFA's points; return scaled residuals."""
+        """Run the encoder with MOFA's additions and return the scaled residuals.
+
+        `injections` holds what is added, in order, at each point: [0] after conv_in, [k+1] after down block k,
+        [-1] before the mid block (each a sequence of [B*F,c,h,w] tensors, added one after the other as the
+        original's `sample + a + b` does)."""
         batch, frames = sample.shape[:2]
         emb = embed_time(self, sample, timestep, added_time_ids).repeat_interleave(frames, dim=0)
         context = encoder_hidden_states.repeat_interleave(frames, dim=0)
         indicator = torch.zeros(batch, frames, dtype=sample.dtype, device=sample.device)
 
-        hidden = self.conv_in(sample.flatten(0, 1)) + injections[0]
+        hidden = _add_all(self.conv_in(sample.flatten(0, 1)), injections[0])
         skips = [hidden]
         for k, block in enumerate(self.down_blocks):
             hidden, block_skips = run_block(block, hidden, emb, context, indicator)
-            hidden = hidden + injections[min(k + 1, len(injections) - 1)]
+            hidden = _add_all(hidden, injections[k + 1])
             skips.extend(block_skips)
-        hidden = run_block(self.mid_block, hidden + injections[-1], emb, context, indicator)
+        hidden = run_block(self.mid_block, _add_all(hidden, injections[-1]), emb, context, indicator)
 
         down = [conv(skip) * conditioning_scale for conv, skip in zip(self.controlnet_down_blocks, skips)]
         return down, self.controlnet_mid_block(hidden) * conditioning_scale
+
+    def pyramid_injections(self, levels: Sequence[torch.Tensor]) -> list[list[torch.Tensor]]:
+        """MOFA's injection points for a 4-level warped pyramid: level 0 after conv_in, level min(k+1, 3) after
+        down block k, level 3 again before the mid block."""
+        last = len(levels) - 1
+        return ([[levels[0]]] + [[levels[min(k + 1, last)]] for k in range(len(self.down_blocks))]
+                + [[levels[last]]])
+
+
+def _add_all(hidden: torch.Tensor, addends: Sequence[torch.Tensor]) -> torch.Tensor:
+    for addend in addends:
+        hidden = hidden + addend
+    return hidden
 
 
 class FlowControlNet(SVDControlNetBase):
@@ -190,6 +217,7 @@ class FlowControlNet(SVDControlNetBase):
         first = self.controlnet_cond_embedding(controlnet_cond)
         levels = [first] + self.flow_encoder(first)
         height = controlnet_flow.shape[-2]
-        injections = [warp_to_frames(level, downscale_flow(controlnet_flow, height // level.shape[-2]))
-                      for level in levels]
-        return self.encode(sample, timestep, encoder_hidden_states, added_time_ids, injections, conditioning_scale)
+        warped = [warp_to_frames(level, downscale_flow(controlnet_flow, height // level.shape[-2]))
+                  for level in levels]
+        return self.encode(sample, timestep, encoder_hidden_states, added_time_ids, self.pyramid_injections(warped),
+                           conditioning_scale)

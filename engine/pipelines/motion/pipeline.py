@@ -16,7 +16,6 @@ latents therefore differ from a CUDA run with the same seed.
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -24,34 +23,24 @@ from typing import Any, Mapping
 import cv2
 import numpy as np
 import torch
-import yaml
 from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler
-from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import _resize_with_antialiasing
 from torch import nn
 
 from engine.errors import CheckpointError, InputError
 from engine.offload import ModelOffload
 from engine.pipelines.base import CancelToken, Pipeline, Progress, no_progress
-from engine.runtime import ModelCache, NetworkKey, cached_network
+from engine.runtime import ModelCache
 from engine.tasks import Options
 
 from engine.models.mofa import flows
-from engine.models.mofa.cmp import CMP, load_cmp
+from engine.models.mofa.cmp import CMP, CMP_CHECKPOINT, CMP_CONFIG, load_repo_cmp  # noqa: F401 (re-exported)
 from engine.models.mofa.controlnet import FlowControlNet
+from engine.models.mofa.sampling import SVDSampler, denoise
 from engine.models.mofa.svd_unet import MofaSVDUNet
-from engine.models.mofa.time_context import legacy_time_context
 from engine.weights import load_clip_vision, load_diffusers_model
 
 SVD_KEY, TRAJ_KEY = "svd_xt_11", "mofa_traj"
 CONTROLNET_DIR = "ckpts/controlnet"
-CMP_DIR = "models/cmp/experiments/semiauto_annot/resnet50_vip+mpii_liteflow"
-# CMP_DIR and iteration 42000: CMP_demo(...) in MOFA-Video-Traj/run_gradio.py@3ad3b546da4c
-CMP_CHECKPOINT = f"{CMP_DIR}/checkpoints/ckpt_iter_42000.pth.tar"
-CMP_CONFIG = f"{CMP_DIR}/config.yaml"
-TIME_IDS = (6.0, 128.0, 0.02)  # fps - 1, motion bucket, noise augmentation: hard-coded in the original
-# (`noise_aug_strength = 0.02`, `_get_add_time_ids(..., 6, 128)` in MOFA-Video-Traj/pipeline/pipeline.py@3ad3b546da4c);
-# NOISE_AUG: noise_aug_strength=0.02 passed by MOFA-Video-Traj/run_gradio.py@3ad3b546da4c
-NOISE_AUG = 0.02
 OPENAI_CLIP_STATS = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
 
 
@@ -62,29 +51,17 @@ class MotionResult:
     hint: np.ndarray  # [H, W, 3] uint8, the picture with the drawings
 
 
-def read_cmp_settings(config_file: Path) -> dict[str, Any]:
-    """nbins/fmax/input size from the CMP experiment config; the published values when it is absent.
-
-    99 / 50 / 384: model.module.nbins, fmax and data.crop_size of MOFA-Video-Traj/models/cmp/experiments/
-    semiauto_annot/resnet50_vip+mpii_liteflow/config.yaml@3ad3b546da4c."""
-    if not config_file.is_file():
-        return {"nbins": 99, "fmax": 50.0, "size": 384}
-    config = yaml.safe_load(config_file.read_text())
-    module = config["model"]["module"]
-    return {"nbins": int(module["nbins"]), "fmax": float(module["fmax"]), "size": int(config["data"]["crop_size"][0])}
-
-
 class MotionPipeline(Pipeline):
-    """SVD-XT-1.1 + MOFA trajectory ControlNet + CMP; also the base for landmark/audio-driven faces."""
+    """SVD-XT-1.1 + MOFA trajectory ControlNet + CMP (the face task borrows its adapter for hybrid trajectories)."""
 
     def __init__(self, unet: MofaSVDUNet, vae: AutoencoderKLTemporalDecoder, image_encoder: nn.Module,
                  scheduler: EulerDiscreteScheduler, controlnet: FlowControlNet, cmp: CMP,
                  device: torch.device | str, dtype: torch.dtype) -> None:
         self.unet, self.vae, self.image_encoder = unet, vae, image_encoder
-        self.scheduler_config = scheduler.config
         self.controlnet, self.cmp = controlnet, cmp
         self.device, self.dtype = torch.device(device), dtype
         self.offload = ModelOffload(self.device)
+        self.svd = SVDSampler(unet, vae, image_encoder, scheduler.config, self.device, dtype, self.offload)
 
     @classmethod
     def load(cls, paths: Mapping[str, Path], device: Any, dtype: Any, offload: str = "none",
@@ -96,15 +73,13 @@ class MotionPipeline(Pipeline):
         scheduler_dir = svd / "scheduler"
         if not (scheduler_dir / "scheduler_config.json").is_file():
             raise CheckpointError(f"Missing {scheduler_dir / 'scheduler_config.json'}; download '{SVD_KEY}' again.")
-        cmp_file = traj / CMP_CHECKPOINT
         pipeline = cls(
             unet=load_diffusers_model(MofaSVDUNet, svd / "unet", device, dtype, networks=networks),
             vae=load_diffusers_model(AutoencoderKLTemporalDecoder, svd / "vae", device, dtype, networks=networks),
             image_encoder=load_clip_vision(svd / "image_encoder", device, dtype, networks=networks),
             scheduler=EulerDiscreteScheduler.from_config(EulerDiscreteScheduler.load_config(scheduler_dir)),
             controlnet=load_diffusers_model(FlowControlNet, traj / CONTROLNET_DIR, device, dtype, networks=networks),
-            cmp=cached_network(networks, NetworkKey.of(cmp_file, CMP, device, torch.float32), lambda: load_cmp(
-                cmp_file, **read_cmp_settings(traj / CMP_CONFIG), device=device)),
+            cmp=load_repo_cmp(traj, device, TRAJ_KEY, networks),
             device=device, dtype=dtype)
         return pipeline.with_offload(offload, networks)
 
@@ -180,70 +155,29 @@ class MotionPipeline(Pipeline):
         return flows.flow_to_rgb(self.motion_field(prepared, points, brush, 25)[-1].permute(1, 2, 0))
 
     # ----- diffusion ------------------------------------------------------------------------------
-    def _encode_condition(self, pixels: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """CLIP embedding and VAE latents of the first frame, each with a zero unconditional half."""
-        # 224: _encode_image in MOFA-Video-Traj/pipeline/pipeline.py@3ad3b546da4c
-        clip_in = _resize_with_antialiasing(pixels, (224, 224))  # no CLIP mean/std, as the demo (quirk 4)
-        with self.offload.on_device(self.image_encoder):
-            embedding = self.image_encoder(clip_in.to(self.device, self.dtype)).image_embeds[:, None]
-        noise = torch.randn(pixels.shape, generator=torch.Generator().manual_seed(seed))
-        noisy = (pixels * 2 - 1) + NOISE_AUG * noise
-        upcast = self.vae.dtype == torch.float16 and self.vae.config.force_upcast
-        with self.offload.on_device(self.vae):
-            if upcast:
-                self.vae.to(torch.float32)
-            latents = self.vae.encode(noisy.to(self.device, self.vae.dtype)).latent_dist.mode()
-            if upcast:
-                self.vae.to(torch.float16)
-        latents = latents.to(self.dtype)
-        return torch.cat([torch.zeros_like(embedding), embedding]), torch.cat([torch.zeros_like(latents), latents])
-
-    def _decode(self, latents: torch.Tensor, chunk: int, cancel: CancelToken) -> torch.Tensor:
-        latents = latents.flatten(0, 1).to(self.vae.dtype) * (1 / self.vae.config.scaling_factor)
-        pieces = []
-        with self.offload.on_device(self.vae):
-            for start in range(0, len(latents), chunk):
-                cancel.check()
-                part = latents[start:start + chunk]
-                pieces.append(self.vae.decode(part, num_frames=len(part)).sample.float().cpu())
-        return (torch.cat(pieces) / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)
-
     @torch.no_grad()
     def generate(self, image: np.ndarray, flow: torch.Tensor, opts: Options,
                  progress: Progress = no_progress, cancel: CancelToken | None = None) -> torch.Tensor:
         """Prepared image [H,W,3] uint8 + flow [F-1,2,H,W] -> frames [F,H,W,3] float in [0,1]."""
         cancel = cancel or CancelToken()
-        frames = opts.frames
         height, width = image.shape[:2]
         pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255)
-        context, image_latents = self._encode_condition(pixels, opts.seed)
-        image_latents = image_latents[:, None].repeat(1, frames, 1, 1, 1)
-        time_ids = torch.tensor([TIME_IDS], dtype=self.dtype, device=self.device).repeat(2, 1)
-        scheduler = EulerDiscreteScheduler.from_config(self.scheduler_config)
-        scheduler.set_timesteps(opts.steps, device=self.device)
-        generator = torch.Generator(self.device).manual_seed(opts.seed)
-        latents = torch.randn((1, frames, 4, height // 8, width // 8), generator=generator,
-                              device=self.device, dtype=self.dtype) * scheduler.init_noise_sigma
-        cond = (pixels * 2 - 1).repeat(2, 1, 1, 1).to(self.device, self.dtype)
+        cond = self.svd.encode_condition(pixels, opts.seed)
+        scheduler = self.svd.scheduler(opts.steps)
+        latents = self.svd.initial_latents(opts.frames, height, width, opts.seed, scheduler)
         flow = flow[None].repeat(2, 1, 1, 1, 1).to(self.device, self.dtype)
-        # min/max_guidance_scale 1.0 / 3.0: __call__ defaults of MOFA-Video-Traj/pipeline/pipeline.py@3ad3b546da4c
-        guidance = torch.linspace(1.0, 3.0, frames).view(1, frames, 1, 1, 1).to(self.device, self.dtype)
 
-        context_order = (legacy_time_context(self.unet, self.controlnet) if opts.demo_context_order
-                         else contextlib.nullcontext())
-        with self.offload.on_device(self.unet, self.controlnet), context_order:
-            for i, t in enumerate(scheduler.timesteps):
-                cancel.check()
-                model_in = scheduler.scale_model_input(torch.cat([latents] * 2), t)
-                model_in = torch.cat([model_in, image_latents], dim=2)
-                down, mid = self.controlnet(model_in, t, context, time_ids, cond, flow, opts.scale)
-                prediction = self.unet(model_in, t, context, time_ids, down, mid)
-                uncond, cond_pred = prediction.chunk(2)
-                prediction = uncond + guidance * (cond_pred - uncond)
-                latents = scheduler.step(prediction, t, latents).prev_sample
-                progress(0.05 + 0.85 * (i + 1) / opts.steps, f"Denoising step {i + 1}/{opts.steps}")
+        def residuals(model_in: torch.Tensor, t: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+            return self.controlnet(model_in, t, cond.context, self.svd.time_ids(), cond.pixels, flow, opts.scale)
+
+        def step(latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            prediction = self.svd.predict(latents, t, scheduler, cond, residuals)
+            return scheduler.step(prediction, t, latents).prev_sample
+
+        with self.svd.denoising([self.controlnet], opts.demo_context_order):
+            latents = denoise(scheduler, latents, step, progress, cancel)
         progress(0.9, "Decoding frames")
-        video = self._decode(latents, opts.decode_chunk, cancel)
+        video = self.svd.decode(latents, opts.decode_chunk, cancel)
         progress(1.0, "Done")
         return video
 

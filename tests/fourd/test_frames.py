@@ -124,13 +124,16 @@ def test_masks_one_picture_or_one_per_frame(tmp_path: Path, clip_mp4: Path) -> N
     media.write_png(tmp_path / "mask.png", picture)
     masks = read_masks(tmp_path / "mask.png", clip)
     assert len(masks) == CLIP_FRAMES and all(np.array_equal(m, picture[..., 0]) for m in masks)
-    per_frame = [np.full((72, 96, 3), 8 * i, np.uint8) for i in range(30)]
+    media.write_png(tmp_path / "faint.png", picture // 2)  # painted at 127: not bright enough
+    with pytest.raises(InputError, match="is empty"):
+        read_masks(tmp_path / "faint.png", clip)
+    per_frame = [np.full((72, 96, 3), 8 * i, np.uint8) for i in range(30)]  # 128 and brighter from frame 16 on
     masks = read_masks(write_zip(tmp_path / "masks.zip", per_frame), clip)
-    assert [int(m[0, 0]) for m in masks] == [8 * i for i in range(5, 26)]
+    assert [int(m[0, 0]) for m in masks] == [255 * (i >= 16) for i in range(5, 26)]
     rgba = mask_sequence(clip.frames, masks)
     assert rgba[0].shape == (72, 96, 4) and np.array_equal(rgba[3][..., 3], masks[3])
     with pytest.raises(InputError, match="has 4 frames but the video has 30"):
         read_masks(write_zip(tmp_path / "few.zip", per_frame[:4]), clip)
     media.write_png(tmp_path / "small.png", picture[:50])
-    with pytest.raises(InputError, match="sizes must match"):
+    with pytest.raises(InputError, match="is 96x50 but the video is 96x72"):
         read_masks(tmp_path / "small.png", clip)

@@ -26,6 +26,7 @@ CLIP_FRAMES = 21
 MIN_SOURCE_FRAMES = 2
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v")
 GIF_EXTENSIONS = (".gif",)
+PAINTED = 127  # mask pixels brighter than this are the object (as engine.media.read_mask)
 CLIP_HINT = ("Give a video (MP4, WebM, MOV, MKV, AVI), a GIF, or a .zip of frames (PNG/JPEG/WebP, named in order: "
              "0.png, 1.png, ...).")
 
@@ -208,23 +209,21 @@ def _decode_frame(files: FrameFiles, index: int) -> np.ndarray:
 
 
 def read_masks(path: str | Path, clip: Clip, what: str = "Mask") -> list[np.ndarray]:
-    """One HxW uint8 mask (white = object) per clip frame: a single picture for all frames, or a clip of masks with
-    one mask per source frame (the same frames are chosen)."""
+    """One HxW uint8 mask (255 = object) per clip frame: a single picture for all frames, or a clip of masks with
+    one mask per source frame (the same frames are chosen). Masks are painted: bright (> 127) is the object, so a
+    compressed mask video's near-black noise stays background."""
     path = Path(path)
     height, width = clip.frames[0].shape[:2]
     if path.suffix.lower() in IMAGE_EXTENSIONS:
-        mask = media.read_image(path, keep_alpha=False, what=what)
-        masks = [mask] * len(clip.frames)
-    else:
-        source = _masks_clip(path, clip, what)
-        masks = source.frames
-    out = []
-    for mask in masks:
-        if mask.shape[:2] != (height, width):
-            raise InputError(f"{what} '{path.name}' is {mask.shape[1]}x{mask.shape[0]} but the video is "
+        mask = media.read_mask(path, (height, width), what, "the video", "Paint the object white.")
+        return [mask] * len(clip.frames)
+    masks = []
+    for frame in _masks_clip(path, clip, what).frames:
+        if frame.shape[:2] != (height, width):
+            raise InputError(f"{what} '{path.name}' is {frame.shape[1]}x{frame.shape[0]} but the video is "
                              f"{width}x{height}: sizes must match.")
-        out.append(mask[..., :3].max(axis=-1))
-    return out
+        masks.append((frame[..., :3].max(axis=-1) > PAINTED).astype(np.uint8) * 255)
+    return masks
 
 
 def _masks_clip(path: Path, clip: Clip, what: str) -> Clip:

@@ -123,7 +123,7 @@ class FourDPipeline(Pipeline):
         self.cache = networks
         self.offload = ModelOffload(self.device)
         self._offload_mode = "none"
-        self.config = self.default_config()
+        self.config = self._default_config = self.default_config()
         self._networks: Networks | None = None
 
     # ----- loading --------------------------------------------------------------------------------------------
@@ -146,9 +146,10 @@ class FourDPipeline(Pipeline):
 
     def use_config(self, model_config: str | Path | None) -> None:
         """Switch to another config (the `model_config` input); networks are rebuilt for it on next use."""
-        config = read_model_config(model_config) if model_config else self.default_config()
+        config = read_model_config(model_config) if model_config else self._default_config
         if config.digest != self.config.digest:
             self.config, self._networks = config, None
+            self.offload.enabled = False  # the new networks are staged when they are built
 
     def with_offload(self, mode: str, networks: Any = None) -> "FourDPipeline":
         """Offload applies to the networks when they are built (on first use)."""
@@ -157,12 +158,21 @@ class FourDPipeline(Pipeline):
         self._offload_mode = mode
         return self
 
+    @classmethod
+    def assemble(cls, model: str, config: FourDConfig, nets: Networks, device: Any, dtype: torch.dtype,
+                 offload: str = "none") -> "FourDPipeline":
+        """A pipeline over networks built elsewhere (benchmarks: random weights, no file)."""
+        pipeline = cls(model, Path("."), device, dtype)
+        pipeline.config = pipeline._default_config = config
+        pipeline._networks = nets
+        return pipeline.with_offload(offload)
+
     def built(self) -> Networks:
         if self._networks is None:
             self._networks = load_networks(self.file, self.config, self.device, self.dtype, self.cache)
-            if self._offload_mode == "model":
-                room = self.cache.make_room if self.cache is not None else None
-                self.offload.enable(self._networks.named().values(), room=room)
+        if self._offload_mode == "model" and not self.offload.enabled:
+            room = self.cache.make_room if self.cache is not None else None
+            self.offload.enable(self._networks.named().values(), room=room)
         return self._networks
 
     def networks(self) -> dict[str, nn.Module]:
@@ -208,6 +218,7 @@ class FourDPipeline(Pipeline):
                 cancel.check()
                 report(0.05 + 0.85 * (i + 1) / opts.steps, f"denoising step {i + 1}/{opts.steps}")
 
+            report(0.05, f"denoising step 0/{opts.steps}")
             cancel.check()
             with self._stage(nets.unet):
                 latents = euler_sample(denoise, noise, opts.steps, step)

@@ -1,0 +1,99 @@
+"""Speed/memory benchmark of SV4D 2.0 with random weights (no download): building the networks, then windows of the
+real sampling loop (conditioning, denoising steps, decoding) at the published sizes (full) or the test sizes (tiny).
+
+At 576 px one denoising step is one UNet call on the CFG batch of 2 x T x V latents (sv4d2: 96 at 72x72), far too
+slow for a CPU beyond a check: `--set resolution=64 --set steps=1 --set windows=1` runs the full architectures on
+tiny pictures; a GPU takes the defaults."""
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Callable, Iterator, TypeVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from engine.bench import Harness, Measurements
+from engine.tasks import Options
+
+from .clip import OpenCLIPImageEmbedder
+from .config import FourDConfig, built_in_config, parse_model_config
+from .pipeline import FourDPipeline, Networks
+from .sampler import windows
+from .unet import SpatialUNetModelWithTime
+from .vae import ConditionEncoder, Decoder
+
+M = TypeVar("M", bound=nn.Module)
+# the task's defaults (steps 50, chunks 8 / 4); resolution 0: 576 (full) or 64 (tiny); windows 0: every window
+SETTINGS = {"model": "sv4d2", "steps": 50, "resolution": 0, "windows": 0, "encode_chunk": 8, "decode_chunk": 4}
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """Build (and randomise) directly in the working dtype: the build's peak is then the model's own size."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype if dtype.is_floating_point else previous)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def random_networks(harness: Harness, config: FourDConfig) -> Networks:
+    def network(factory: Callable[[], M], dtype: torch.dtype | None = None) -> M:
+        with default_dtype(dtype or harness.dtype):
+            return harness.network(factory, dtype)
+
+    encoder = network(lambda: ConditionEncoder(config.encoder))
+    return Networks(unet=network(lambda: SpatialUNetModelWithTime(config.unet)),
+                    clip=network(lambda: OpenCLIPImageEmbedder(config.clip)), frames_encoder=encoder,
+                    view_encoder=encoder, decoder=network(lambda: Decoder(config.decoder), torch.float32))
+
+
+def bench(harness: Harness, size: str, model: str, steps: int, resolution: int, windows: int, encode_chunk: int,
+          decode_chunk: int) -> Measurements:
+    """Time the build, then `windows` windows (0: all) of `steps` steps; per-step and per-window figures."""
+    if size == "full":
+        config = built_in_config(model)
+    else:
+        from .tiny import tiny_config_data  # test sizes (no tiny writer code runs in production)
+
+        config = parse_model_config(tiny_config_data(model), source=f"tiny {model}")
+    resolution = resolution or (576 if size == "full" else 64)
+    with harness.timer("build"):
+        nets = random_networks(harness, config)
+    build_peak, kind = harness.peak_memory()
+    pipeline = FourDPipeline.assemble(model, config, nets, harness.device, harness.dtype, harness.offload)
+    all_windows = len(_windows(model, config))
+    count = windows or all_windows
+    frames = (np.random.RandomState(0).rand(21, resolution, resolution, 3) * 255).astype(np.uint8)
+    options = Options({"model": model, "elevation": 0.0, "steps": steps, "seed": 23, "size": resolution,
+                       "encode_chunk": encode_chunk, "decode_chunk": decode_chunk})
+    stamps: list[tuple[str, float]] = []
+
+    class Enough(Exception):
+        pass
+
+    def stamp(fraction: float, message: str) -> None:
+        harness.synchronize()
+        stamps.append((message, time.perf_counter()))
+        if message.startswith(f"Window {count + 1}/"):
+            raise Enough
+
+    harness.reset_peak()
+    with harness.timer("windows"), contextlib.suppress(Enough):
+        pipeline({"frames": frames, "model_config": None}, options, progress=stamp)
+    step_times = [b[1] - a[1] for a, b in zip(stamps, stamps[1:]) if "denoising step" in b[0]
+                  and "denoising step" in a[0]]
+    first_step = next(i for i, (m, _) in enumerate(stamps) if "denoising step 0/" in m)
+    return {"resolution": resolution, "windows_run": count, "windows_per_video": all_windows,
+            "latents_per_unet_call": 2 * config.n_time * config.n_view,
+            "s_per_step": round(float(np.median(step_times)), 3),
+            "s_conditioning_first_window": round(stamps[first_step][1] - stamps[0][1], 3),
+            "build_peak_memory_gib": round(build_peak, 3), "build_peak_memory_kind": kind,
+            "unet_parameters": sum(p.numel() for p in nets.unet.parameters())}
+
+
+def _windows(model: str, config: FourDConfig) -> list[int]:
+    return windows(model, 21, config.n_time)

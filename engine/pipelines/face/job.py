@@ -111,19 +111,10 @@ def driving_too_long(path: Path, length: str, fps: float) -> InputError:
 
 
 def read_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
-    """Landmark mask picture -> uint8 HxW, 255 where painted (bright, and opaque if it has transparency)."""
-    pixels = media.read_image(path, what="Landmark mask")
-    painted = pixels[..., :3].max(axis=-1) > 127
-    if pixels.shape[-1] == 4:
-        painted &= pixels[..., 3] > 127
-    name = Path(path).name
-    if painted.shape != shape:
-        raise InputError(f"Landmark mask '{name}' is {painted.shape[1]}x{painted.shape[0]} but the portrait is "
-                         f"{shape[1]}x{shape[0]}: paint the mask on the portrait itself.")
-    if not painted.any():
-        raise InputError(f"Landmark mask '{name}' is empty (nothing painted white), so the face would not move. "
-                         "Paint the face region, or leave the mask out to use the face region from the landmarks.")
-    return painted.astype(np.uint8) * 255
+    """Landmark mask picture -> uint8 HxW, 255 where painted (the face region the landmarks drive)."""
+    return media.read_mask(path, shape, "Landmark mask", "the portrait",
+                           "The face would not move: paint the face region, or leave the mask out to use the face "
+                           "region from the landmarks.")
 
 
 def read_trajectories(value: Any, image: np.ndarray, size: int) -> list[list[list[float]]]:

@@ -18,7 +18,7 @@ import yaml
 from safetensors.torch import save_file
 from torch import nn
 
-from engine.pipelines.dance.tiny import write_tiny_cutout
+from engine.testing.onnx import write_tiny_cutout
 from engine.testing.weights import randomise
 
 from . import checkpoint as ck
@@ -126,7 +126,7 @@ def synthetic_clip(frames: int = 24, size: int = 96) -> list[np.ndarray]:
 
 
 def tiny_inputs(folder: Path) -> tuple[dict[str, object], dict[str, object]]:
-    """A short GIF of an object on white, and options that make the run tiny (64 px, 2 steps)."""
+    """A short GIF of an object on white, and options that make the run tiny (64 px, one step, whole-window chunks)."""
     from PIL import Image
 
     folder = Path(folder)
@@ -134,4 +134,4 @@ def tiny_inputs(folder: Path) -> tuple[dict[str, object], dict[str, object]]:
     path = folder / "object.gif"
     images = [Image.fromarray(frame) for frame in synthetic_clip()]
     images[0].save(path, save_all=True, append_images=images[1:], duration=100, loop=0)
-    return {"video": path}, {"size": 64, "steps": 2, "remove_bg": False, "encode_chunk": 16, "decode_chunk": 16}
+    return {"video": path}, {"size": 64, "steps": 1, "remove_bg": False, "encode_chunk": 48, "decode_chunk": 48}

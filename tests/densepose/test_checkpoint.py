@@ -26,10 +26,12 @@ def test_the_full_size_network_has_the_published_files_335_arrays_and_63_9_m_val
         state = DensePoseRCNN().state_dict()
     assert len(state) == 335 and round(sum(t.numel() for t in state.values()) / 1e5) == 639
     assert {"backbone.bottom_up.stem.conv1.norm.running_var", "backbone.bottom_up.res5.2.conv3.weight",
-            "backbone.bottom_up.res2.0.shortcut.weight", "backbone.fpn_lateral5.bias", "backbone.fpn_output2.weight",
+            "backbone.bottom_up.res2.0.shortcut.weight", "backbone.fpn_lateral5.bias",
+            "backbone.fpn_output2.weight",
             "proposal_generator.rpn_head.anchor_deltas.weight", "roi_heads.box_head.fc2.weight",
             "roi_heads.box_predictor.bbox_pred.bias", "roi_heads.decoder.p5.4.weight",
-            "roi_heads.densepose_head.body_conv_fcn8.bias", "roi_heads.densepose_predictor.v_lowres.weight"} <= set(state)
+            "roi_heads.densepose_head.body_conv_fcn8.bias",
+            "roi_heads.densepose_predictor.v_lowres.weight"} <= set(state)
 
 
 def test_a_published_layout_file_loads_strictly_and_old_extra_keys_are_ignored(tmp_path: Path) -> None:

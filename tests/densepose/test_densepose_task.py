@@ -13,7 +13,7 @@ from engine import Engine, media
 from engine.__main__ import main
 from engine.errors import InputError
 from engine.pipelines.densepose.clip import rendered
-from engine.pipelines.densepose.pipeline import DensePosePipeline, _resampled
+from engine.pipelines.densepose.pipeline import DensePosePipeline, resampled_frames
 from engine.pipelines.densepose.spec import SPEC
 from engine.pipelines.densepose.tiny import PERSON_BIAS, person_video, tiny_network
 from engine.pipelines.pose.palette import PART_COLOURS
@@ -75,7 +75,8 @@ def test_extraction_end_to_end_matches_the_pipeline_and_the_palette(session_engi
 
 @pytest.mark.parametrize("count, source, target", [(6, 50, 25), (6, 10, 25), (7, 25, 25), (9, 30, 24)])
 def test_streamed_resampling_shows_the_frames_read_video_would(count: int, source: float, target: float) -> None:
-    shown = [index for index, repeats in _resampled(iter(range(count)), source, target) for _ in range(repeats)]
+    shown = [index for index, repeats in resampled_frames(iter(range(count)), source, target)
+             for _ in range(repeats)]
     expected = media.resample_indices(count, source, target)
     assert shown[:len(expected)] == expected  # the pipeline trims the rest once the count is known
 

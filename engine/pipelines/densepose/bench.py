@@ -29,7 +29,7 @@ def bench(harness: Harness, size: str, frames: int) -> Measurements:
     for name, (height, width) in RESOLUTIONS.items():
         frame = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
 
-        def one() -> int:
+        def one(frame: np.ndarray = frame) -> int:
             people = pipe.detect([frame], DEFAULTS.min_score, choose, DEFAULTS.detect_size)[0]
             people_patch(people)
             return people.found

@@ -17,7 +17,7 @@ import torch
 
 # log(1000 / 16): Box2BoxTransform's default scale_clamp, detectron2/modeling/box_regression.py@02b5c4e295e9
 SCALE_CLAMP = math.log(1000.0 / 16)
-ROI_CHUNK = 64  # boxes pooled at once (bounds the gathered samples: chunk x bins x 4 corners x channels)
+GATHER_BUDGET = 2**24  # gathered values per chunk of boxes (64 MB in fp32): boxes x samples x 4 corners x channels
 
 
 def roi_align(features: torch.Tensor, rois: torch.Tensor, output_size: int, spatial_scale: float,
@@ -27,8 +27,9 @@ def roi_align(features: torch.Tensor, rois: torch.Tensor, output_size: int, spat
         raise ValueError("adaptive sampling (sampling_ratio <= 0) is not used by DensePose R-CNN")
     n, c, h, w = features.shape
     flat = features.permute(0, 2, 3, 1).reshape(n * h * w, c)
-    outputs = [_roi_align_chunk(flat, rois[i:i + ROI_CHUNK], (h, w), output_size, spatial_scale, sampling_ratio)
-               for i in range(0, len(rois), ROI_CHUNK)]
+    chunk = max(1, GATHER_BUDGET // ((output_size * sampling_ratio) ** 2 * 4 * c))
+    outputs = [_roi_align_chunk(flat, rois[i:i + chunk], (h, w), output_size, spatial_scale, sampling_ratio)
+               for i in range(0, len(rois), chunk)]
     if not outputs:
         return features.new_zeros((0, c, output_size, output_size))
     return torch.cat(outputs)

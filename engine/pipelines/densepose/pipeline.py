@@ -3,6 +3,7 @@ people with DensePose R-CNN, keep the chosen person's part labels inside their b
 pose job) then frames, fills, smooths and renders them (engine/pipelines/densepose/clip.py)."""
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -119,16 +120,17 @@ class DensePosePipeline(Pipeline):
                          f"Extracting DensePose: frame {len(clip.patches)} of {expected}")
 
         decoded = 0
-        for frame, repeats in _resampled(media.iter_video(path), info.fps, options.fps):
-            decoded += 1
-            if media.resampled_count(decoded, info.fps, options.fps) > limits.current().max_video_frames:
-                raise InputError(f"Video '{path.name}' is too long (at least {decoded} frames at {info.fps:g} fps; "
-                                 f"at most {limits.current().max_video_frames} frames at {options.fps:g} fps). "
-                                 "Trim it or lower the fps option.")
-            if repeats:
-                pending.append((frame, repeats))
-            if len(pending) >= self.batch:
-                flush()
+        with closing(media.iter_video(path)) as decoding:
+            for frame, repeats in resampled_frames(decoding, info.fps, options.fps):
+                decoded += 1
+                if media.resampled_count(decoded, info.fps, options.fps) > limits.current().max_video_frames:
+                    raise InputError(f"Video '{path.name}' is too long (at least {decoded} frames at {info.fps:g} "
+                                     f"fps; at most {limits.current().max_video_frames} frames at {options.fps:g} "
+                                     "fps). Trim it or lower the fps option.")
+                if repeats:
+                    pending.append((frame, repeats))
+                if len(pending) >= self.batch:
+                    flush()
         if pending:
             flush()
         del clip.patches[media.resampled_count(decoded, info.fps, options.fps):]
@@ -140,7 +142,8 @@ class DensePosePipeline(Pipeline):
 PIPELINE = DensePosePipeline
 
 
-def _resampled(frames: Iterator[np.ndarray], source_fps: float, fps: float) -> Iterator[tuple[np.ndarray, int]]:
+def resampled_frames(frames: Iterator[np.ndarray], source_fps: float, fps: float
+                     ) -> Iterator[tuple[np.ndarray, int]]:
     """Each decoded frame with the number of output frames at `fps` that show it (media.resample_indices, computed
     as frames arrive; the caller trims the end once the count is known)."""
     if abs(fps - source_fps) < 1e-6:

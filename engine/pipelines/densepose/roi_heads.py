@@ -85,7 +85,7 @@ class Decoder(nn.Module):
         self.predictor = nn.Conv2d(dims, dims, 1)
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        x = getattr(self, "p2")(features[0])
+        x = self.p2(features[0])
         for level, feature in zip(LEVELS[1:], features[1:]):
             x = x + getattr(self, f"p{level}")(feature)
         return self.predictor(x)

@@ -23,6 +23,10 @@ from engine.pipelines.face import drawing, landmarks
 from engine.tasks import Options
 
 MIN_PORTRAIT = 64  # pixels on the short side; smaller pictures hold too little face to drive
+# Frames per run: every denoising step runs one 25-frame window per 12 frames, and the pipeline holds ~5 MB of pose
+# images and flows per frame at 512 in host memory; 500 frames (20 s at 25 fps) is 41 windows and ~2.6 GB. The
+# original caps at 125 (--max_frame_len in MOFA-Video-Keypoint/inference_opendomain.py@3ad3b546da4c).
+MAX_FRAMES = 500
 TASK_FILE = "aniportrait/src/utils/mp_models/face_landmarker_v2_with_blendshapes.task"  # in checkpoint mediapipe_face
 NPY_HINT = "Give a .npy file holding a float array of shape [N, 68, 2] (x, y in the portrait's pixels), N >= 2."
 
@@ -60,7 +64,7 @@ def check_landmarks_header(path: Path) -> int:
     if not path.is_file():
         raise InputError(f"Landmarks file '{path.name}' does not exist. {NPY_HINT}")
     shape, dtype = _npy_header(path)
-    max_frames = limits.current().max_video_frames
+    max_frames = frame_limit()
     if len(shape) != 3 or shape[1:] != (68, 2):
         raise InputError(f"Landmarks '{path.name}' have shape {list(shape)}; the face task takes [N, 68, 2]: N frames "
                          "of 68 (x, y) points, entry 0 = the portrait's own face.")
@@ -68,8 +72,8 @@ def check_landmarks_header(path: Path) -> int:
         raise InputError(f"Landmarks '{path.name}' hold {shape[0]} frame(s); at least 2 are needed (entry 0 = the "
                          "portrait, then the frames to animate).")
     if shape[0] > max_frames:
-        raise InputError(f"Landmarks '{path.name}' hold {shape[0]} frames; at most {max_frames} (the frame limit, "
-                         "set with --max-video-frames). Shorten the sequence.")
+        raise InputError(f"Landmarks '{path.name}' hold {shape[0]} frames; at most {max_frames} ({_limit_reason()}). "
+                         "Shorten the sequence or split it.")
     if dtype.kind not in "fiu":
         raise InputError(f"Landmarks '{path.name}' are of type {dtype}; numbers are needed. {NPY_HINT}")
     return shape[0]
@@ -92,7 +96,7 @@ def check_driving(path: str | Path, fps: float) -> int:
     """The driving video's frame count at `fps`, from its header or packets (nothing decoded): 2 .. the limit."""
     path = Path(path)
     info = media.video_info(path)
-    max_frames = limits.current().max_video_frames
+    max_frames = frame_limit()
     source_bound = math.ceil((max_frames + 1) * info.fps / fps) + 1  # enough source frames to pass the limit
     count = info.frames or media.count_video_frames(path, source_bound)
     frames = media.resampled_count(count, info.fps, fps)
@@ -106,8 +110,19 @@ def check_driving(path: str | Path, fps: float) -> int:
 
 def driving_too_long(path: Path, length: str, fps: float) -> InputError:
     return InputError(f"The driving video '{path.name}' is too long ({length}; at most "
-                      f"{limits.current().max_video_frames} frames at {fps:g} fps, set with --max-video-frames). "
-                      "Trim it or lower the fps option.")
+                      f"{frame_limit()} frames at {fps:g} fps: {_limit_reason()}). Trim or split it, or lower the "
+                      "fps option.")
+
+
+def frame_limit() -> int:
+    """The most frames one face run takes: the engine's video frame limit or the task's own, the lower."""
+    return min(limits.current().max_video_frames, MAX_FRAMES)
+
+
+def _limit_reason() -> str:
+    if limits.current().max_video_frames <= MAX_FRAMES:
+        return "the frame limit, set with --max-video-frames"
+    return "the face task's limit: each frame adds denoising windows and memory"
 
 
 def read_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
@@ -181,7 +196,7 @@ class DrivingFrames:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         step = self.source_fps / self.fps
-        max_frames = limits.current().max_video_frames
+        max_frames = frame_limit()
         yielded = 0
         for index, frame in enumerate(media.iter_video(self.path)):
             self.decoded = index + 1

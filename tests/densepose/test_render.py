@@ -11,7 +11,8 @@ import torch
 
 from engine import media
 from engine.errors import InputError
-from engine.pipelines.densepose.clip import ClipLabels, Patch, filled, framed_labels, smoothed, square_region
+from engine.pipelines.densepose.clip import (ClipLabels, Patch, filled, framed_labels, smoothed, square_region,
+                                             tracked_regions)
 from engine.pipelines.densepose.model import box_labels, int_box, network_size
 from engine.pipelines.densepose.render import colourise, majority, nearest_resize, paste
 from engine.pipelines.pose.palette import PART_COLOURS, looks_like_densepose
@@ -95,6 +96,17 @@ def test_square_regions_follow_the_union_or_crop_or_pad() -> None:
     assert square_region(clip, patches, "follow", 0.5) == (35, 5, 60)  # 30 + 2 * 15, same centre
     assert square_region(clip, patches, "centre", 0.1) == (50, 0, 100)
     assert square_region(clip, patches, "pad", 0.1) == (0, -50, 200)
+
+
+def test_tracking_keeps_the_side_and_averages_the_centres() -> None:
+    patches = [patch(x, 10, [[1] * 10] * 20) for x in (0, 10, 20, 60)]  # 10 x 20 boxes, centres x 5, 15, 25, 65
+    regions = tracked_regions(patches, 0.0, radius=1)
+    assert [side for _, _, side in regions] == [20] * 4  # the largest box side, no margin
+    # centres: the means of 5, 15 | 5, 15, 25 | 15, 25, 65 | 25, 65
+    assert [x + side / 2 for x, _, side in regions] == [10, 15, 35, 45]
+    assert {y for _, y, _ in regions} == {10}  # centre y 20, side 20
+    clip = ClipLabels(40, 80, 2.0, patches)  # 2 fps: radius round(2 / 2) = 1
+    assert len(list(framed_labels(clip, "v.mp4", "track", 8, 0.0))) == 4
 
 
 def test_framed_labels_cut_and_resize_each_frame() -> None:

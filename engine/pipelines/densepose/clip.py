@@ -99,11 +99,29 @@ def square_region(clip: ClipLabels, patches: list[Patch], framing: str, margin: 
     return round((x1 + x2 - side) / 2), round((y1 + y2 - side) / 2), side
 
 
+def tracked_regions(patches: list[Patch], margin: float, radius: int) -> list[tuple[int, int, int]]:
+    """track: per frame (x, y, side) of a square that moves with the person. Its side is fixed (the largest box
+    side of the clip plus `margin` on each side, so the body keeps its scale); its centre is the mean of the box
+    centres over the 2 * radius + 1 frames around (detections jitter; a camera should not)."""
+    side = max(1, round(max(max(p.width, p.height) for p in patches) * (1 + 2 * margin)))
+    centres = np.array([(p.x + p.width / 2, p.y + p.height / 2) for p in patches], dtype=np.float64)
+    sums = np.concatenate([np.zeros((1, 2)), np.cumsum(centres, axis=0)])
+    regions = []
+    for i in range(len(patches)):
+        low, high = max(0, i - radius), min(len(patches), i + radius + 1)
+        cx, cy = (sums[high] - sums[low]) / (high - low)
+        regions.append((round(cx - side / 2), round(cy - side / 2), side))
+    return regions
+
+
 def framed_labels(clip: ClipLabels, name: str, framing: str, size: int, margin: float) -> Iterator[np.ndarray]:
-    """Each output frame's size x size label map: filled, cut to the clip's square, resized (nearest)."""
+    """Each output frame's size x size label map: filled, cut to its square, resized (nearest)."""
     patches = filled(clip.patches, name)
-    x0, y0, side = square_region(clip, patches, framing, margin)
-    for patch in patches:
+    if framing == "track":
+        regions = tracked_regions(patches, margin, radius=round(clip.fps / 2))  # one second of centres
+    else:
+        regions = [square_region(clip, patches, framing, margin)] * len(patches)
+    for patch, (x0, y0, side) in zip(patches, regions):
         canvas = np.zeros((side, side), dtype=np.uint8)
         paste(canvas, patch.labels(), patch.x - x0, patch.y - y0)
         yield nearest_resize(canvas, size)

@@ -110,7 +110,7 @@ def execute(ctx: JobContext) -> dict[str, Path]:
                             ctx.progress, ctx.cancel)
     views = np.concatenate([processed[None], np.asarray(result.views)])  # view 0: the input's own view
     azimuths = (0.0, *result.azimuths)
-    elevations = (0.0, *[float(result.elevation)] * len(result.azimuths))
+    elevations = (float(result.elevation),) * len(azimuths)  # one elevation for every view, as the original
     for path in outputs.write_views(ctx.folder, views[1:], first=1):
         files[path.stem] = path
     files["grid"] = outputs.write_grid(ctx.path("grid.mp4"), views)

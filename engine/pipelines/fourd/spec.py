@@ -32,8 +32,11 @@ SPEC = TaskSpec(
         # elevation 0 (elevations_deg): the sample() defaults of scripts/sampling/simple_video_sample_4d2.py@0ad7de9a5cb5.
         Option("model", "choice", "sv4d2", "sv4d2: 4 new views x 12 frames per window; sv4d2_8views: 8 new views x 5 "
                "frames per window (slower)", choices=MODELS),
-        Option("elevation", "float", 0.0, "camera elevation of the new views in degrees (the input's own view is "
-               "taken as 0)", minimum=-90.0, maximum=90.0, step=1.0),
+        # elevation: one value for the input and every new view, as the original; the model gets cameras relative to
+        # the input view, so in SV4D 2.0 it does not change the result (it is recorded in cameras.json).
+        Option("elevation", "float", 0.0, "camera elevation in degrees, shared by the input and the new views (SV4D "
+               "2.0 sees the cameras relative to the input, so this only labels cameras.json)", minimum=-90.0,
+               maximum=90.0, step=1.0),
         Option("steps", "int", 50, "denoising steps", minimum=1, maximum=500),
         Option.seed(23),
         # remove_bg: the original's --remove_bg flag (off there); on here because most videos have a background.

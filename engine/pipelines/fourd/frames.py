@@ -133,7 +133,9 @@ def read_gif_frames(path: Path, pick: Pick, what: str) -> Clip:
     """GIF frames through Pillow, as the original reads GIFs (ImageSequence, each frame converted to RGBA).
 
     GIF transparency is refused: the original would cut each frame along the GIF's one-bit transparency (no
-    background removal), which leaves hard, often wrong outlines; PNG frames in a .zip keep real transparency."""
+    background removal), which leaves hard, often wrong outlines; PNG frames in a .zip keep real transparency.
+    Opaque GIF frames are returned as RGB, so background removal runs on them; the original's RGBA conversion made
+    every GIF frame skip removal and count whole as the object (the square then covered the whole frame)."""
     try:
         with Image.open(path) as gif:
             _check_pixels(gif.height, gif.width, f"{what} '{path.name}'")

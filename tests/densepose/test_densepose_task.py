@@ -15,11 +15,11 @@ from engine.errors import InputError
 from engine.pipelines.densepose.clip import rendered
 from engine.pipelines.densepose.pipeline import DensePosePipeline, resampled_frames
 from engine.pipelines.densepose.spec import SPEC
-from engine.pipelines.densepose.tiny import PERSON_BIAS, person_video, tiny_network
+from engine.pipelines.densepose.tiny import PERSON_BIAS, TINY_DETECT_SIZE, person_video, tiny_network
 from engine.pipelines.pose.palette import PART_COLOURS
 
-FAST = {"size": 64, "detect_size": 128}  # detection at a 128-pixel shortest side keeps the tiny runs quick
-POSE = {"size": 64, "steps": 1, "context": 3, "overlap": 1, "seed": 3, "detect_size": 128}
+FAST = {"size": 64, "detect_size": TINY_DETECT_SIZE}  # a 128-pixel detection size keeps the tiny runs quick
+POSE = {"size": 64, "steps": 1, "context": 3, "overlap": 1, "seed": 3, "detect_size": TINY_DETECT_SIZE}
 
 
 @pytest.fixture(scope="module")

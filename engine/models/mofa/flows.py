@@ -169,3 +169,26 @@ def _colour_wheel() -> np.ndarray:
         block[:, ramping] = ramp if rising else 255 - ramp
         rows.append(block)
     return np.concatenate(rows)
+
+
+def landmark_hints(landmarks: torch.Tensor, width: int, height: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Face landmarks [N, K, 2] (x, y) in image pixels -> MOFA-Keypoint's sparse hints for frames 1..N-1 in the CMP
+    square: flow [N-1, 2, S, S] holding the float displacement (p_t - p_0) at frame 0's point, and mask [N-1, 2, S, S].
+
+    As get_sparse_flow / sample_optical_flow in MOFA-Video-Keypoint/utils/utils.py@3ad3b546da4c: points scaled to the
+    square per axis (x / width * S), positions truncated toward zero and clipped to [0, S-1] (points outside stay at the
+    border), displacements not truncated. Where points share a pixel the later one wins (the original's scatter leaves
+    this to the device)."""
+    square = landmarks.float().clone()
+    square[..., 0] = landmarks[..., 0] / width * size
+    square[..., 1] = landmarks[..., 1] / height * size
+    moves = square[1:] - square[:1]
+    cols = square[0, :, 0].long().clamp(0, size - 1)
+    rows = square[0, :, 1].long().clamp(0, size - 1)
+    steps = len(square) - 1
+    flow = torch.zeros(steps, 2, size, size)
+    mask = torch.zeros(steps, 2, size, size)
+    for k in range(square.shape[1]):
+        flow[:, :, rows[k], cols[k]] = moves[:, k]
+        mask[:, :, rows[k], cols[k]] = 1
+    return flow, mask

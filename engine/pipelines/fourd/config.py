@@ -80,6 +80,7 @@ class VAEConfig:
     z_channels: int
     double_z: bool
     embed_dim: int = 4
+    resolution: int = 256  # attn_resolutions are counted from it
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,8 @@ def _vae_config(dd: Mapping[str, Any], embed_dim: int) -> VAEConfig:
                      num_res_blocks=int(dd["num_res_blocks"]),
                      attn_resolutions=tuple(int(r) for r in dd.get("attn_resolutions", [])),
                      in_channels=int(dd.get("in_channels", 3)), out_ch=int(dd.get("out_ch", 3)),
-                     z_channels=int(dd["z_channels"]), double_z=bool(dd.get("double_z", True)), embed_dim=embed_dim)
+                     z_channels=int(dd["z_channels"]), double_z=bool(dd.get("double_z", True)), embed_dim=embed_dim,
+                     resolution=int(dd.get("resolution", 256)))
 
 
 def _check(config: FourDConfig, source: str) -> None:

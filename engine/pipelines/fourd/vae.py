@@ -81,14 +81,14 @@ def _mid(channels: int) -> nn.Module:
 
 
 class Encoder(nn.Module):
-    """Images in [-1, 1] -> 2*z_channels moments (attention only at attn_resolutions, relative to 256 as in sgm)."""
+    """Images in [-1, 1] -> 2*z_channels moments (attention at attn_resolutions, counted from ddconfig's resolution)."""
 
-    def __init__(self, config: VAEConfig, resolution: int = 256) -> None:
+    def __init__(self, config: VAEConfig) -> None:
         super().__init__()
         ch, mult = config.ch, config.ch_mult
         self.conv_in = nn.Conv2d(config.in_channels, ch, 3, padding=1)
         self.down = nn.ModuleList()
-        block_in, res = ch, resolution
+        block_in, res = ch, config.resolution
         for i, m in enumerate(mult):
             blocks, attns = [], []
             for _ in range(config.num_res_blocks):
@@ -134,11 +134,11 @@ class ConditionEncoder(nn.Module):
 class Decoder(nn.Module):
     """Latents (already divided by the scale factor) -> images in about [-1, 1]."""
 
-    def __init__(self, config: VAEConfig, resolution: int = 256) -> None:
+    def __init__(self, config: VAEConfig) -> None:
         super().__init__()
         ch, mult = config.ch, config.ch_mult
         block_in = ch * mult[-1]
-        res = resolution // 2 ** (len(mult) - 1)
+        res = config.resolution // 2 ** (len(mult) - 1)
         self.conv_in = nn.Conv2d(config.z_channels, block_in, 3, padding=1)
         self.mid = _mid(block_in)
         levels: list[nn.Module] = []

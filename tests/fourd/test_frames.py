@@ -137,3 +137,12 @@ def test_masks_one_picture_or_one_per_frame(tmp_path: Path, clip_mp4: Path) -> N
     media.write_png(tmp_path / "small.png", picture[:50])
     with pytest.raises(InputError, match="is 96x50 but the video is 96x72"):
         read_masks(tmp_path / "small.png", clip)
+
+
+def test_a_folder_of_frames_is_a_clip(tmp_path: Path) -> None:
+    frames = object_frames(3)
+    (tmp_path / "frames").mkdir()
+    for i, frame in enumerate(frames):
+        media.write_png(tmp_path / "frames" / f"f{i}.png", frame)
+    clip = read_clip(tmp_path / "frames")
+    assert clip.total == 3 and np.array_equal(clip.frames[-1], frames[2])

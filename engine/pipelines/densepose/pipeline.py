@@ -123,6 +123,8 @@ class DensePosePipeline(Pipeline):
         with closing(media.iter_video(path)) as decoding:
             for frame, repeats in resampled_frames(decoding, info.fps, options.fps):
                 decoded += 1
+                if decoded == 1:  # the decoded size (a container's header can disagree)
+                    clip.frame_height, clip.frame_width = frame.shape[:2]
                 if media.resampled_count(decoded, info.fps, options.fps) > limits.current().max_video_frames:
                     raise InputError(f"Video '{path.name}' is too long (at least {decoded} frames at {info.fps:g} "
                                      f"fps; at most {limits.current().max_video_frames} frames at {options.fps:g} "

@@ -15,7 +15,8 @@ from engine.testing.weights import randomise
 
 TASKS = discover_tasks()
 QUICK = {"pose": {"frames": 1, "steps": 1}, "motion": {"frames": 2, "steps": 1}, "dance": {"sheets": 1, "frames": 1},
-         "face": {"frames": 2, "steps": 1}, "fourd": {"steps": 1, "windows": 1}}
+         "face": {"frames": 2, "steps": 1}, "fourd": {"steps": 1, "windows": 1},
+         "densepose": {"frames": 1}}
 REPORT_KEYS = {"task", "size", "device", "dtype", "offload", "threads", "settings", "timings_s", "peak_memory_gib",
                "peak_memory_kind", "results"}
 

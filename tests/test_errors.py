@@ -210,14 +210,16 @@ def _smooth(rng: np.random.Generator, channels: int) -> np.ndarray:
     return cv2.resize(coarse, (64, 64), interpolation=cv2.INTER_LINEAR).reshape(64, 64, channels)
 
 
-def test_an_ordinary_video_as_pose_motion_runs_with_a_warning(engine: Engine, tmp_path: Path,
-                                                               capsys: pytest.CaptureFixture) -> None:
+def test_an_ordinary_video_given_as_densepose_motion_runs_with_a_warning(engine: Engine, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    """With --motion-kind densepose the user says the video is a DensePose rendering; one that is not is used as
+    given, with a warning (auto would extract its DensePose instead)."""
     rng = np.random.default_rng(1)
     motion = _clip(tmp_path / "dance.mp4", [_smooth(rng, 3) for _ in range(2)])
     reference = tmp_path / "person.png"
     media.write_png(reference, np.full((64, 64, 3), 128, np.uint8))
     shown: list[str] = []
-    options = {"size": 64, "steps": 1, "context": 2, "overlap": 1}
+    options = {"size": 64, "steps": 1, "context": 2, "overlap": 1, "motion_kind": "densepose"}
     result = engine.run("pose", {"image": reference, "motion": motion}, options, progress=lambda f, m: shown.append(m))
     expected = "'dance.mp4' looks like an ordinary video, not a DensePose rendering"
     assert len(result.settings["warnings"]) == 1 and expected in result.settings["warnings"][0]
@@ -225,7 +227,7 @@ def test_an_ordinary_video_as_pose_motion_runs_with_a_warning(engine: Engine, tm
     assert json.loads(result.files["settings"].read_text())["warnings"] == result.settings["warnings"]
     code, err = cli(capsys, "pose", "--image", str(reference), "--motion", str(motion), "--out", str(tmp_path / "cli"),
                     "--cache-dir", str(engine.config.cache_dir), "--offline", "--device", "cpu", "--size", "64",
-                    "--steps", "1", "--context", "2", "--overlap", "1")
+                    "--steps", "1", "--context", "2", "--overlap", "1", "--motion-kind", "densepose")
     assert code == 0 and f"warning: Motion video {expected}" in err
 
 

@@ -1,0 +1,1 @@
+"""Talking faces (MOFA-Video Keypoint + Hybrid): a portrait driven by a face video or a landmark sequence."""

@@ -7,7 +7,8 @@ SPEC = TaskSpec(
     title="Talking faces (MOFA-Video)",
     description="A portrait + a driving face video (or a landmarks file) -> the portrait performing the driver's "
                 "expressions and head motion, with the driver's audio. Optional trajectories move what lies outside "
-                "the face (hybrid). SVD-XT-1.1 with MOFA-Video's landmark adapter; any length (periodic sampling).",
+                "the face (hybrid). SVD-XT-1.1 with MOFA-Video's landmark adapter; clips longer than 25 frames (up to "
+                "500) by periodic sampling.",
     checkpoints=("svd_xt_11", "mofa_ldmk"),
     # mediapipe_face: the face landmarker, fetched when a driving video is given. mofa_traj: the Trajectories task's
     # adapter and CMP, which hybrid runs (trajectories given) use through that task's pipeline (shared in memory).

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
@@ -26,10 +27,12 @@ from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler
 from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import _resize_with_antialiasing
 from torch import nn
 
+from engine.errors import CheckpointError
 from engine.models.mofa.svd_unet import MofaSVDUNet
 from engine.models.mofa.time_context import legacy_time_context
 from engine.offload import ModelOffload
 from engine.pipelines.base import CancelToken, Progress
+from engine.weights import load_clip_vision, load_diffusers_model
 
 TIME_IDS = (6.0, 128.0, 0.02)  # fps - 1, motion bucket, noise augmentation: hard-coded in the original
 NOISE_AUG = 0.02  # noise_aug_strength the demos pass
@@ -38,6 +41,20 @@ CLIP_SIZE = 224
 
 Residuals = Callable[[torch.Tensor, torch.Tensor], tuple[Sequence[torch.Tensor], torch.Tensor]]
 """residuals(model_input [2,F,8,h,w], t) -> (12 down residuals, mid residual), each [2*F, c, h', w']."""
+
+
+def load_svd(folder: Path, checkpoint: str, device: Any, dtype: Any, networks: Any = None) -> dict[str, Any]:
+    """SVD-XT's UNet (with MOFA's residual injection), VAE and image encoder from the network cache, and its
+    scheduler: the keyword arguments every MOFA pipeline is built with."""
+    scheduler_dir = folder / "scheduler"
+    if not (scheduler_dir / "scheduler_config.json").is_file():
+        raise CheckpointError(f"Missing {scheduler_dir / 'scheduler_config.json'}; download '{checkpoint}' again.")
+    return {
+        "unet": load_diffusers_model(MofaSVDUNet, folder / "unet", device, dtype, networks=networks),
+        "vae": load_diffusers_model(AutoencoderKLTemporalDecoder, folder / "vae", device, dtype, networks=networks),
+        "image_encoder": load_clip_vision(folder / "image_encoder", device, dtype, networks=networks),
+        "scheduler": EulerDiscreteScheduler.from_config(EulerDiscreteScheduler.load_config(scheduler_dir)),
+    }
 
 
 @dataclass(frozen=True)

@@ -36,13 +36,13 @@ from engine.errors import CheckpointError, InputError
 from engine.models.mofa import flows
 from engine.models.mofa.cmp import CMP, load_repo_cmp
 from engine.models.mofa.landmark_controlnet import LandmarkControlNet
-from engine.models.mofa.sampling import Condition, SVDSampler, denoise
+from engine.models.mofa.sampling import Condition, SVDSampler, denoise, load_svd
 from engine.models.mofa.svd_unet import MofaSVDUNet
 from engine.offload import ModelOffload
 from engine.pipelines.base import CancelToken, Pipeline, Progress, no_progress
 from engine.runtime import ModelCache
 from engine.tasks import Options
-from engine.weights import load_clip_vision, load_diffusers_model
+from engine.weights import load_diffusers_model
 
 from .drawing import POSE_SIZE, draw_pose_image
 from .windows import Window, periodic_windows, step_windows
@@ -90,14 +90,8 @@ class FacePipeline(Pipeline):
         if missing:
             raise CheckpointError(f"Talking faces need the checkpoints {sorted(missing)}; download them first.")
         svd, ldmk = Path(paths[SVD_KEY]), Path(paths[LDMK_KEY])
-        scheduler_dir = svd / "scheduler"
-        if not (scheduler_dir / "scheduler_config.json").is_file():
-            raise CheckpointError(f"Missing {scheduler_dir / 'scheduler_config.json'}; download '{SVD_KEY}' again.")
         pipeline = cls(
-            unet=load_diffusers_model(MofaSVDUNet, svd / "unet", device, dtype, networks=networks),
-            vae=load_diffusers_model(AutoencoderKLTemporalDecoder, svd / "vae", device, dtype, networks=networks),
-            image_encoder=load_clip_vision(svd / "image_encoder", device, dtype, networks=networks),
-            scheduler=EulerDiscreteScheduler.from_config(EulerDiscreteScheduler.load_config(scheduler_dir)),
+            **load_svd(svd, SVD_KEY, device, dtype, networks),
             controlnet=load_diffusers_model(LandmarkControlNet, ldmk / LDMK_DIR, device, dtype, networks=networks),
             cmp=load_repo_cmp(ldmk, device, LDMK_KEY, networks),
             device=device, dtype=dtype)

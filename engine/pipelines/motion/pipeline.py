@@ -35,9 +35,9 @@ from engine.tasks import Options
 from engine.models.mofa import flows
 from engine.models.mofa.cmp import CMP, CMP_CHECKPOINT, CMP_CONFIG, load_repo_cmp  # noqa: F401 (re-exported)
 from engine.models.mofa.controlnet import FlowControlNet
-from engine.models.mofa.sampling import SVDSampler, denoise
+from engine.models.mofa.sampling import SVDSampler, denoise, load_svd
 from engine.models.mofa.svd_unet import MofaSVDUNet
-from engine.weights import load_clip_vision, load_diffusers_model
+from engine.weights import load_diffusers_model
 
 SVD_KEY, TRAJ_KEY = "svd_xt_11", "mofa_traj"
 CONTROLNET_DIR = "ckpts/controlnet"
@@ -70,14 +70,8 @@ class MotionPipeline(Pipeline):
         if missing:
             raise CheckpointError(f"Motion needs the checkpoints {sorted(missing)}; download them first.")
         svd, traj = Path(paths[SVD_KEY]), Path(paths[TRAJ_KEY])
-        scheduler_dir = svd / "scheduler"
-        if not (scheduler_dir / "scheduler_config.json").is_file():
-            raise CheckpointError(f"Missing {scheduler_dir / 'scheduler_config.json'}; download '{SVD_KEY}' again.")
         pipeline = cls(
-            unet=load_diffusers_model(MofaSVDUNet, svd / "unet", device, dtype, networks=networks),
-            vae=load_diffusers_model(AutoencoderKLTemporalDecoder, svd / "vae", device, dtype, networks=networks),
-            image_encoder=load_clip_vision(svd / "image_encoder", device, dtype, networks=networks),
-            scheduler=EulerDiscreteScheduler.from_config(EulerDiscreteScheduler.load_config(scheduler_dir)),
+            **load_svd(svd, SVD_KEY, device, dtype, networks),
             controlnet=load_diffusers_model(FlowControlNet, traj / CONTROLNET_DIR, device, dtype, networks=networks),
             cmp=load_repo_cmp(traj, device, TRAJ_KEY, networks),
             device=device, dtype=dtype)

@@ -5,12 +5,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from diffusers import AutoencoderKLTemporalDecoder
 
-from engine.models.mofa.svd_unet import MofaSVDUNet
+from engine.models.mofa.sampling import load_svd
 from engine.offload import ModelOffload
 from engine.pipelines.base import Pipeline
-from engine.weights import load_clip_vision, load_diffusers_model
 
 
 class ProbePipeline(Pipeline):
@@ -21,11 +19,8 @@ class ProbePipeline(Pipeline):
     @classmethod
     def load(cls, paths: Mapping[str, Path], device: Any, dtype: Any, offload: str = "none",
              networks: Any = None) -> "ProbePipeline":
-        svd = Path(paths["svd_xt_11"])
-        nets = {"unet": load_diffusers_model(MofaSVDUNet, svd / "unet", device, dtype, networks=networks),
-                "vae": load_diffusers_model(AutoencoderKLTemporalDecoder, svd / "vae", device, dtype,
-                                            networks=networks),
-                "image_encoder": load_clip_vision(svd / "image_encoder", device, dtype, networks=networks)}
+        svd = load_svd(Path(paths["svd_xt_11"]), "svd_xt_11", device, dtype, networks)
+        nets = {name: svd[name] for name in ("unet", "vae", "image_encoder")}
         return cls(nets, device, dtype).with_offload(offload, networks)
 
     def networks(self) -> dict[str, torch.nn.Module]:

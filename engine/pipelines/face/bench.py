@@ -6,15 +6,11 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import torch
-from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler
 
 from engine.bench import Harness, Measurements
-from engine.models.mofa.cmp import CMP, CMPConfig
 from engine.models.mofa.landmark_controlnet import LandmarkControlNet
-from engine.models.mofa.svd_unet import MofaSVDUNet
-from engine.pipelines.motion.bench import FULL_CLIP, FULL_VAE
-from engine.pipelines.motion.tiny import SVD_SCHEDULER, TINY_CLIP, TINY_CMP, TINY_UNET, TINY_VAE
+from engine.pipelines.motion.bench import random_mofa_networks
+from engine.pipelines.motion.tiny import TINY_UNET
 from .pipeline import FacePipeline
 from .spec import SPEC
 from .tiny import TINY_MATTING, synthetic_landmarks
@@ -24,20 +20,11 @@ SETTINGS = {"frames": 25, "steps": 25}  # one 25-frame video as the app makes it
 
 
 def build_random_pipeline(harness: Harness, size: str) -> FacePipeline:
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
-
     full = size == "full"
-    unet = {} if full else TINY_UNET
-    controlnet = {} if full else {**{k: v for k, v in unet.items() if k != "num_frames"}, **TINY_MATTING}
-    clip = CLIPVisionConfig(**(FULL_CLIP if full else TINY_CLIP))
-    pipeline = FacePipeline(
-        unet=harness.network(lambda: MofaSVDUNet(**unet)),
-        vae=harness.network(lambda: AutoencoderKLTemporalDecoder(**(FULL_VAE if full else TINY_VAE))),
-        image_encoder=harness.network(lambda: CLIPVisionModelWithProjection(clip)),
-        scheduler=EulerDiscreteScheduler.from_config(SVD_SCHEDULER),
-        controlnet=harness.network(lambda: LandmarkControlNet(**controlnet)),
-        cmp=harness.network(lambda: CMP(CMPConfig() if full else TINY_CMP), dtype=torch.float32),  # as loaded
-        device=harness.device, dtype=harness.dtype)
+    controlnet = {} if full else {**{k: v for k, v in TINY_UNET.items() if k != "num_frames"}, **TINY_MATTING}
+    pipeline = FacePipeline(**random_mofa_networks(harness, full),
+                            controlnet=harness.network(lambda: LandmarkControlNet(**controlnet)),
+                            device=harness.device, dtype=harness.dtype)
     return pipeline.with_offload(harness.offload)
 
 

@@ -23,21 +23,27 @@ FULL_CLIP = dict(hidden_size=1280, intermediate_size=5120, num_attention_heads=1
                  image_size=224, patch_size=14, projection_dim=1024, hidden_act="gelu")
 
 
-def build_random_pipeline(harness: Harness, size: str) -> MotionPipeline:
+def random_mofa_networks(harness: Harness, full: bool) -> dict:
+    """SVD-XT's networks, its scheduler and CMP with random weights: what every MOFA pipeline is built with besides
+    its adapter."""
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    full = size == "full"
-    unet = {} if full else TINY_UNET
-    controlnet = {k: v for k, v in unet.items() if k != "num_frames"}
     clip = CLIPVisionConfig(**(FULL_CLIP if full else TINY_CLIP))
-    pipeline = MotionPipeline(
-        unet=harness.network(lambda: MofaSVDUNet(**unet)),
-        vae=harness.network(lambda: AutoencoderKLTemporalDecoder(**(FULL_VAE if full else TINY_VAE))),
-        image_encoder=harness.network(lambda: CLIPVisionModelWithProjection(clip)),
-        scheduler=EulerDiscreteScheduler.from_config(SVD_SCHEDULER),
-        controlnet=harness.network(lambda: FlowControlNet(**controlnet)),
-        cmp=harness.network(lambda: CMP(CMPConfig() if full else TINY_CMP), dtype=torch.float32),  # as loaded
-        device=harness.device, dtype=harness.dtype)
+    return {
+        "unet": harness.network(lambda: MofaSVDUNet(**({} if full else TINY_UNET))),
+        "vae": harness.network(lambda: AutoencoderKLTemporalDecoder(**(FULL_VAE if full else TINY_VAE))),
+        "image_encoder": harness.network(lambda: CLIPVisionModelWithProjection(clip)),
+        "scheduler": EulerDiscreteScheduler.from_config(SVD_SCHEDULER),
+        "cmp": harness.network(lambda: CMP(CMPConfig() if full else TINY_CMP), dtype=torch.float32),  # as loaded
+    }
+
+
+def build_random_pipeline(harness: Harness, size: str) -> MotionPipeline:
+    full = size == "full"
+    controlnet = {k: v for k, v in ({} if full else TINY_UNET).items() if k != "num_frames"}
+    pipeline = MotionPipeline(**random_mofa_networks(harness, full),
+                              controlnet=harness.network(lambda: FlowControlNet(**controlnet)),
+                              device=harness.device, dtype=harness.dtype)
     return pipeline.with_offload(harness.offload)
 
 

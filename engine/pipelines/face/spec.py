@@ -1,4 +1,5 @@
 """Talking faces (MOFA-Video Keypoint + Hybrid): the task's inputs and options, shared by the CLI and the tab."""
+from engine.models.mofa.options import SVD_OPTIONS
 from engine.tasks import Input, Option, TaskSpec
 
 SPEC = TaskSpec(
@@ -42,13 +43,6 @@ SPEC = TaskSpec(
                label="Trajectory control scale"),
         Option("fps", "int", 25, "the driving video is resampled to this frame rate (one result frame per driving "
                "frame), and the result plays at it", minimum=1, maximum=60),
-        Option("size", "int", 512, "short side of the working resolution, a multiple of 64", minimum=64,
-               maximum=1024, step=64, advanced=True),
-        Option("decode_chunk", "int", 8, "frames the VAE decodes at once (lower saves memory)", minimum=1,
-               maximum=64, advanced=True),
-        # MOFA-Video-Keypoint/requirements.txt@3ad3b546da4c pins diffusers 0.24, like the trajectory demo.
-        Option("demo_context_order", "bool", True, "reproduce the published demo exactly: its diffusers 0.24 paired "
-               "the image embedding with the wrong half of the CFG batch in temporal attention (off: the corrected "
-               "order of diffusers >= 0.27)", advanced=True, label="Original demo attention order"),
+        *SVD_OPTIONS,
     ),
 )

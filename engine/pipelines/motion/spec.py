@@ -1,4 +1,5 @@
 """Trajectory animation (MOFA-Video): the task's inputs and options, shared by the CLI and the tab."""
+from engine.models.mofa.options import SVD_OPTIONS
 from engine.tasks import Input, Option, TaskSpec
 
 SPEC = TaskSpec(
@@ -26,12 +27,6 @@ SPEC = TaskSpec(
         Option("frames", "int", 25, "frames to generate (the model was trained on 25)", minimum=2, maximum=64),
         Option("fps", "int", 20, "frame rate of the result and flow videos", minimum=1, maximum=60),
         Option("steps", "int", 25, "denoising steps", minimum=1, maximum=200),
-        Option("size", "int", 512, "short side of the working resolution, a multiple of 64", minimum=64,
-               maximum=1024, step=64, advanced=True),
-        Option("decode_chunk", "int", 8, "frames the VAE decodes at once (lower saves memory)", minimum=1,
-               maximum=64, advanced=True),
-        Option("demo_context_order", "bool", True, "reproduce the published demo exactly: its diffusers 0.24 paired "
-               "the image embedding with the wrong half of the CFG batch in temporal attention (off: the corrected "
-               "order of diffusers >= 0.27)", advanced=True, label="Original demo attention order"),
+        *SVD_OPTIONS,
     ),
 )

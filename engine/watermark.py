@@ -40,7 +40,7 @@ def _library() -> Any:
     try:
         import imwatermark
     except ImportError as exc:
-        raise ImportError("The watermark needs the invisible-watermark package: pip install -r requirements.txt") from exc
+        raise ImportError("The watermark needs the invisible-watermark package (requirements.txt)") from exc
     return imwatermark
 
 

@@ -4,6 +4,11 @@ The original (generative-models @ 0ad7de9a5cb5) marks every frame that scripts/s
 (SVD and SV3D; the SV4D scripts do not) with sgm/inference/helpers.py's `embed_watermark`, and ships
 scripts/demo/detect.py to read the mark. Both use the `invisible-watermark` package (imported lazily, on first use):
 a fixed 48-bit message in the DWT of the U channel ("dwtDct"), on BGR pixels in [0, 255].
+
+Reproduced on purpose, though it weakens the mark: sgm embeds float pixels, for which OpenCV's YUV chroma offset is 0.5,
+while detect.py reads uint8 files (offset 128), so blocks whose largest coefficient is negative read back flipped, and
+the clamp to [0, 1] wipes the mark off white areas. Smooth frames and objects on white (SV3D's) decode far below 48
+bits, from the original as from us; see the README for measured figures.
 """
 from __future__ import annotations
 

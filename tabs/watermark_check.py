@@ -14,8 +14,9 @@ from engine.watermark import BITS, VIDEO_EXTENSIONS, VIDEO_SAMPLES, check_file
 ABOUT = (f"Stability AI's sampling script marks every SV3D (and SVD) frame it writes with an invisible {len(BITS)}-bit "
          "watermark; this app's SV3D outputs carry the same mark (SV4D outputs do not, as in the original). Upload a "
          f"picture, or a video ({VIDEO_SAMPLES} frames are read), to count the matching bits; the verdict uses the "
-         "original detector's thresholds. The mark is weak on smooth or white areas and does not survive every "
-         "edit: \"no watermark\" is not proof that a file was not generated.")
+         "original detector's thresholds. The mark is weak: on smooth or white areas (an object on a white "
+         "background, as SV3D makes) even the original's own outputs mostly read as \"no watermark\", and video "
+         "compression or resizing can erase it. \"No watermark\" is no proof that a file was not generated.")
 
 
 def check(engine: Engine, file: str | None) -> str:

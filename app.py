@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import logging
 import os
 import shutil
 import sys
@@ -76,12 +77,30 @@ def stop_running_jobs(engine: Any, wait_s: float = 30.0) -> None:
         time.sleep(0.2)
 
 
+def configure_logging() -> None:
+    """Console: the app's own messages (one line per user error, a traceback only for a bug), libraries' warnings."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("engine", "tabs"):
+        logging.getLogger(name).setLevel(logging.INFO)
+
+
+def announce(url: str, share_url: str | None, share: bool) -> None:
+    """Where the app listens (Gradio's own banner is off: its hint names launch(share=True), not this app's flag)."""
+    print(f"Animate Studio is running at {url}")
+    if share_url:
+        print(f"Public link: {share_url}")
+    elif not share:
+        print("To reach it from another machine use --host 0.0.0.0, or --share (with --auth) for a public link.")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    configure_logging()
     instance_temp_dir()
     stop_on_sigterm()  # a stop (docker stop, systemd, Spaces) shuts down like Ctrl+C
     from engine import Engine
-    from tabs import THEME, build_app
+    from engine.examples import ASSETS
+    from tabs import CSS, THEME, build_app
 
     engine = Engine(config_from_args(args, outputs=args.outputs))
     demo = build_app(engine, delete_cache=delete_cache(args.upload_retention_hours))
@@ -90,8 +109,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         demo.launch(server_name=args.host, server_port=args.port, share=args.share,
                     auth=tuple(args.auth.split(":", 1)) if args.auth else None, max_file_size=args.max_file_size,
-                    allowed_paths=[str(args.outputs.resolve())], theme=THEME, pwa=True)
-    except KeyboardInterrupt:  # stopped while starting (once started, launch handles it and returns)
+                    allowed_paths=[str(args.outputs.resolve()), str(ASSETS)], theme=THEME, css=CSS, pwa=True,
+                    quiet=True, prevent_thread_lock=True)
+        announce(demo.local_url, demo.share_url, args.share)
+        demo.block_thread()
+    except KeyboardInterrupt:  # stopped while starting (once started, block_thread handles it and returns)
         demo.close()
     finally:
         stop_running_jobs(engine)

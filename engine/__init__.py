@@ -15,17 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Hashable, Iterator, Mapping
 
-from engine.errors import AnimateError, InputError, PreviewUnavailable
+from engine import cost
+from engine.errors import AnimateError, InputError, JobCancelled, PreviewUnavailable
+from engine.examples import Example
 from engine.hub import Hub, human_size
 from engine.jobs import (JobContext, JobResult, PreviewContext, Stopwatch, describe_file, pick_seed, seed_everything,
                          write_settings)
 from engine.limits import Limits, applied
-from engine.outputs import RunFolder, disk_full_error, prune_outputs, sweep_staging
+from engine.outputs import RunFolder, disk_full_error, earlier_runs, prune_outputs, sweep_staging
 from engine.pipelines.base import OFFLOAD_MODES, CancelToken, Pipeline, Progress, RemainingTime, no_progress
 from engine.tasks import Option, Options, TaskSpec, discover_tasks
 
 __all__ = ["Engine", "EngineConfig", "Preview", "JobResult", "CancelToken", "Option", "Options", "TaskSpec",
-           "RemainingTime", "human_size", "user_message"]
+           "RemainingTime", "Estimate", "Example", "JobCancelled", "human_size", "user_message"]
+Estimate = cost.Estimate
 log = logging.getLogger("engine")
 
 
@@ -153,6 +156,35 @@ class Engine:
         except PreviewUnavailable as why:
             return Preview(None, str(why))
 
+    # ------------------------------------------------------------------------------------------- before and after
+    def examples(self, task: str) -> list[Example]:
+        """The task's one-click examples: the project's own inputs, plus published demo inputs already cached."""
+        from engine import examples
+
+        def cached_folder(name: str) -> Path | None:
+            status = self.hub.status(name)
+            return status.path if status.cached else None
+
+        return examples.examples(self.task(task).name, cached_folder)
+
+    def estimate(self, task: str, inputs: Mapping[str, Any], options: Mapping[str, Any] | None = None
+                 ) -> cost.Estimate | None:
+        """Time and memory a run with these inputs (paths; only headers are read) and options would take here, from
+        the task's cost model and the pace of earlier runs (None: the task has no cost model)."""
+        from engine import runtime
+
+        resolved = self.task(task).parse_options(options)
+        # the device's name only: building the model cache would touch the GPU (never in a ZeroGPU main process)
+        device = self._device or runtime.choose_device(self.config.device)
+        dtype = str(self._dtype) if self._dtype is not None else self.config.dtype
+        dtype = "fp32" if dtype == "auto" and device.type == "cpu" else dtype  # runtime.choose_dtype's CPU choice
+        with applied(self.config.limits):
+            return cost.estimate(task, inputs, resolved, str(device), dtype, self.history(task))
+
+    def history(self, task: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        """settings.json of earlier finished runs (of one task, or all), newest first, each with its "folder"."""
+        return earlier_runs(Path(self.config.outputs), task, limit)
+
     # ------------------------------------------------------------------------------------------- jobs
     def cancel(self, owner: Hashable) -> bool:
         """Cancel the running job started by `owner` (a UI session id, say). True if one was running."""
@@ -190,6 +222,7 @@ class Engine:
                 if "seed" in resolved:
                     resolved = resolved.replace(seed=pick_seed(resolved.seed))
                 prepared = spec.job.validate(dict(inputs), resolved)
+                modelled = cost.work(task, inputs, resolved)
             with _device_slot(cancel, progress), runtime.out_of_memory_as_resource_error(self.models), \
                     self.models.pinned():
                 if "seed" in resolved:
@@ -212,7 +245,7 @@ class Engine:
                                       inputs=_recorded_inputs(spec, inputs), options=dict(resolved),
                                       checkpoints=checkpoints, device=str(self.device), dtype=str(self.dtype),
                                       timings=timings, outputs=files, folder=folder.staging, warnings=ctx.warnings,
-                                      details=ctx.details)
+                                      details=ctx.details, estimate=_recorded_estimate(modelled))
             final = folder.commit()
         except BaseException as exc:
             full = disk_full_error(exc, folder.final.parent, folder.staging)
@@ -263,6 +296,14 @@ def _recorded_inputs(spec: TaskSpec, inputs: Mapping[str, Any]) -> dict[str, Any
         elif Path(value).is_file():
             recorded[name] = json.loads(Path(value).read_text())
     return recorded
+
+
+def _recorded_estimate(work: cost.Work | None) -> dict[str, Any] | None:
+    """The cost model's figures for this run (benchmark-machine seconds): later estimates compare them with the
+    measured time to learn this machine's pace."""
+    if work is None:
+        return None
+    return {"model_s": None if work.seconds is None else round(work.seconds, 3), "counts": work.counts}
 
 
 def _recorded_files(value: Any) -> Any:

@@ -158,9 +158,10 @@ def stop_on_sigterm() -> None:
 def write_settings(path: Path, *, task: str, inputs: Mapping[str, Any], options: Mapping[str, Any],
                    checkpoints: Mapping[str, Any], device: str, dtype: str, timings: Mapping[str, float],
                    outputs: Mapping[str, Path], folder: Path, warnings: list[str] | None = None,
-                   details: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """settings.json: every option (seed included), input names, versions, checkpoint revisions, timings, and the
-    job's own details (see JobContext.record)."""
+                   details: Mapping[str, Any] | None = None,
+                   estimate: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """settings.json: every option (seed included), input names, versions, checkpoint revisions, timings, the
+    job's own details (see JobContext.record), and the cost model's figures (see engine.cost)."""
 
     def describe(value: Any) -> Any:
         if isinstance(value, (list, tuple)):
@@ -188,6 +189,7 @@ def write_settings(path: Path, *, task: str, inputs: Mapping[str, Any], options:
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "warnings": list(warnings or []),
         "details": describe(dict(details or {})),
+        "estimate": dict(estimate) if estimate else None,
     }
     path.write_text(json.dumps(settings, indent=2))
     return settings

@@ -177,6 +177,25 @@ def finished_runs(outputs: Path) -> list[Path]:
     return sorted(runs, key=lambda p: (p.name[:15], p.name))
 
 
+def earlier_runs(outputs: Path, task: str | None = None, limit: int = 200) -> list[dict]:
+    """The settings.json of finished runs (of `task`, or all), newest first, at most `limit`, each with "folder" (its
+    path) added; unreadable ones are left out."""
+    folders = finished_runs(outputs)
+    found = []
+    for folder in reversed(folders):
+        if task is not None and folder.parent.name != task:
+            continue
+        try:
+            settings = json.loads((folder / "settings.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(settings, dict):
+            found.append({**settings, "folder": str(folder)})
+        if len(found) == limit:
+            break
+    return found
+
+
 def prune_outputs(outputs: Path, quota_bytes: int, keep: Path) -> list[Path]:
     """Delete the oldest finished run folders until all of them fit in quota_bytes; never `keep` (the run just
     made) and never a staging folder (a running job's). Returns the folders removed."""

@@ -1,5 +1,5 @@
 """The Gradio UI: a header, a settings sidebar, one tab per task that has a module tabs/<task>.py (in the tasks' order),
-then the Models tab."""
+then the Runs (history) and Models tabs."""
 from __future__ import annotations
 
 import importlib
@@ -11,17 +11,25 @@ from engine import Engine
 from tabs.widgets import session_stopper
 
 THEME = gr.themes.Soft()
+# A desktop window (1440x900): a compact header, table headers that wrap between words only.
+CSS = """
+#app-title h1 { margin: 0 0 2px 0; font-size: 1.5rem; }
+#app-title p { margin: 0; }
+#models-table th, #runs-table th { word-break: normal; overflow-wrap: normal; hyphens: none; }
+"""
 
 
 def build_app(engine: Engine, delete_cache: tuple[int, int] | None = (3600, 86400)) -> gr.Blocks:
     """delete_cache: Gradio's (every, older than) in seconds for the uploads and result copies it keeps."""
     with gr.Blocks(title="Animate Studio", fill_width=True, delete_cache=delete_cache) as demo:
-        gr.Markdown("# Animate Studio\nBring still images to life. Every model downloads once, on first use.")
+        gr.Markdown("# Animate Studio\nBring still images to life. Every model downloads once, on first use; each tab "
+                    "has one-click examples.", elem_id="app-title")
         with gr.Sidebar(label="Settings", open=False):
             gr.Markdown(_settings_text(engine))
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             for module in tab_modules(engine):
                 importlib.import_module(module).build(engine)
+            importlib.import_module("tabs.runs").build(engine, tabs)
             importlib.import_module("tabs.models").build(engine)
         # Closing or reloading the tab ends the session; its result could never be shown, so free the GPU.
         demo.unload(session_stopper(engine))

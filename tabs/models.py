@@ -39,7 +39,9 @@ def build(engine: Engine) -> None:
     with gr.Tab("Models", id="models"):
         gr.Markdown("Checkpoints download from the Hugging Face Hub on first use. Fetch a task's models ahead of "
                     "time here or with `python -m engine download TASK`.")
-        grid = gr.Dataframe(value=table(engine), headers=COLUMNS, interactive=False, wrap=True, label="Checkpoints")
+        grid = gr.Dataframe(value=table(engine), headers=COLUMNS, interactive=False, wrap=True, label="Checkpoints",
+                            elem_id="models-table", max_height=420,
+                            column_widths=["7%", "11%", "16%", "7%", "6%", "7%", "26%", "20%"])
         sizes = gr.Markdown(totals(engine))
         gr.Markdown(gated_note(engine))
         with gr.Row():

@@ -9,7 +9,8 @@ import gradio as gr
 from engine import Engine, JobResult, media, user_message
 from engine.errors import AnimateError
 from tabs import motion_drawing as draw
-from tabs.widgets import on_gpu, option_controls, wire_task
+from tabs.widgets import (PictureInput, add_examples, console_line, on_gpu, option_controls, remember_controls,
+                          run_controls, wire_task)
 
 TASK = "motion"
 POINTS, BRUSH = "Trajectory points", "Motion brush"
@@ -37,34 +38,42 @@ def build(engine: Engine) -> None:
         drawing = gr.State(draw.Drawing())
         with gr.Row():
             with gr.Column():
-                picture = gr.Image(label="Picture", type="filepath", sources=["upload", "clipboard"], height=240,
-                                   elem_id="motion-picture")
-                canvas = gr.Image(label="Click to draw", type="numpy", interactive=False, height=420,
-                                  elem_id="motion-canvas")
                 with gr.Row():
-                    mode = gr.Radio([POINTS, BRUSH], value=POINTS, label="Clicks add")
-                    radius = gr.Slider(1, 100, value=10, step=1, label="Brush radius (pixels)")
+                    picture = PictureInput(label="Picture", type="filepath", sources=["upload", "clipboard"],
+                                           height=200, elem_id="motion-picture")
+                    with gr.Column():
+                        mode = gr.Radio([POINTS, BRUSH], value=POINTS, label="Clicks add")
+                        radius = gr.Slider(1, 100, value=10, step=1, label="Brush radius (pixels)")
+                canvas = gr.Image(label="Click to draw (the shaded border is cropped away at this size)",
+                                  type="numpy", interactive=False, height=380, elem_id="motion-canvas")
                 with gr.Row():
                     new_btn = gr.Button("New trajectory", size="sm")
                     undo_btn = gr.Button("Undo last point", size="sm")
                     delete_btn = gr.Button("Delete last trajectory", size="sm")
                     clear_brush_btn = gr.Button("Clear brush", size="sm")
                     clear_btn = gr.Button("Clear", size="sm", variant="stop")
-                trajectories = gr.Code("[]", language="json", label="Trajectories (JSON, picture pixels; editable)")
-                brush = gr.Image(label="Motion brush mask (white moves)", type="filepath", image_mode="L",
-                                 interactive=False, height=160)
+                with gr.Accordion("Trajectories as JSON, motion brush mask", open=False):
+                    trajectories = gr.Code("[]", language="json",
+                                           label="Trajectories (JSON, picture pixels; editable)")
+                    brush = gr.Image(label="Motion brush mask (white moves)", type="filepath", image_mode="L",
+                                     interactive=False, height=160)
+                # an example's trajectories wait here until its picture is loaded (a new picture clears the drawing)
+                pending = gr.Textbox(visible=False)
+                buttons = run_controls(engine, TASK)
                 controls = option_controls(spec)
-                with gr.Row():
-                    run = gr.Button("Animate", variant="primary")
-                    stop = gr.Button("Stop", variant="stop")
             with gr.Column():
-                flow_preview = gr.Image(label="Motion field preview (CMP, last frame)", interactive=False,
-                                        elem_id="motion-preview")
-                note = gr.Markdown()
+                examples = gr.Column()
                 video = gr.Video(label="Result", format=None)
-                flow_video = gr.Video(label="Motion field video", format=None)
-                hint = gr.Image(label="Hint", interactive=False)
-                download = gr.File(label="Settings and drawings (repeat the run from the CLI)", file_count="multiple")
+                flow_preview = gr.Image(label="Motion field preview (CMP, last frame)", interactive=False,
+                                        height=260, elem_id="motion-preview")
+                note = gr.Markdown()
+                with gr.Accordion("Motion field video, hint, settings", open=False):
+                    flow_video = gr.Video(label="Motion field video", format=None)
+                    hint = gr.Image(label="Hint", interactive=False)
+                    download = gr.File(label="Settings and drawings (repeat the run from the CLI)",
+                                       file_count="multiple")
+        with examples:
+            add_examples(engine, TASK, {"image": picture, "trajectories": pending, **controls})
 
         view = [drawing, canvas, trajectories, brush]
         size = controls["size"]
@@ -88,19 +97,34 @@ def build(engine: Engine) -> None:
             event.then(preview_fn, [drawing, size], [flow_preview, note], api_visibility="private",
                        trigger_mode="always_last")
 
-        def on_picture(path: str | None):
+        def on_picture(path: str | None, waiting: str, short_side: int):
             try:
                 image = media.read_image(path, keep_alpha=False) if path else None
             except AnimateError as exc:
-                raise gr.Error(user_message(exc)) from exc
-            return _view(draw.start(image))
+                log.warning("motion picture: %s", console_line(exc))
+                raise gr.Error(user_message(exc), print_exception=False) from exc
+            fresh = draw.start(image, int(short_side))
+            if waiting and image is not None:
+                try:
+                    fresh = draw.load_trajectories(fresh, engine.preview(TASK, "trajectories", text=waiting).value)
+                except AnimateError as exc:
+                    gr.Warning(user_message(exc))
+            return *_view(fresh), ""
 
-        edited(picture.change(on_picture, picture, view, api_visibility="private"))
+        edited(picture.change(on_picture, [picture, pending, size], [*view, pending], api_visibility="private"))
+
+        def on_size(current: draw.Drawing, short_side: int):
+            return _view(draw.with_size(current, short_side))
+
+        size.change(on_size, [drawing, size], view, api_visibility="private", queue=False)
 
         def on_click(current: draw.Drawing, what: str, brush_radius: int, evt: gr.SelectData):
             x, y = evt.index[0], evt.index[1]
             if what == BRUSH:
                 return _view(draw.stamp_brush(current, x, y, brush_radius))
+            if current.image is not None and not draw.inside_kept_area(current, x, y):
+                gr.Info("That point is in the shaded border, which the model never sees at this size: click "
+                        "inside the bright part.")
             return _view(draw.add_point(current, x, y))
 
         edited(canvas.select(on_click, [drawing, mode, radius], view, api_visibility="private"))
@@ -120,5 +144,7 @@ def build(engine: Engine) -> None:
         edited(trajectories.input(on_json, [drawing, trajectories], [drawing, canvas], api_visibility="private",
                                   trigger_mode="always_last"))
 
-        wire_task(engine, TASK, run, stop, {"image": picture, "trajectories": trajectories, "brush": brush}, controls,
-                  [video, flow_video, hint, download], _present)
+        wire_task(engine, TASK, buttons.run, buttons.stop,
+                  {"image": picture, "trajectories": trajectories, "brush": brush}, controls,
+                  [video, flow_video, hint, download], _present, buttons.cost)
+        remember_controls(TASK, {"trajectories": pending})  # earlier runs' trajectories wait for their picture

@@ -1,11 +1,14 @@
 """What the user draws on the Trajectories tab, as plain values and pure functions (the tab only wires them up).
 
-A `Drawing` is one session's picture, trajectories (lists of [x, y] clicks in the picture's pixels) and motion-brush
-mask. It lives in a gr.State, so every browser session has its own; every function returns a new Drawing.
+A `Drawing` is one session's picture, trajectories (lists of [x, y] clicks in the picture's pixels), motion-brush
+mask and working size (the model sees the picture with its short side resized to it and centre-cropped to multiples
+of 64: the border outside is shaded and takes no points). It lives in a gr.State, so every browser session has its
+own; every function returns a new Drawing.
 """
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field, replace
 
 import cv2
@@ -14,6 +17,8 @@ import numpy as np
 TRACK_COLOUR = (255, 40, 40)
 BRUSH_COLOUR = np.array([40, 90, 255], np.float32)
 BRUSH_OPACITY = 0.45
+CROPPED_SHADE = 0.35  # brightness kept in the border the working size crops away
+MULTIPLE = 64  # the working picture's sides are multiples of this (the SVD UNet halves the latents three times)
 
 
 @dataclass(frozen=True)
@@ -21,6 +26,7 @@ class Drawing:
     image: np.ndarray | None = None
     tracks: tuple[tuple[tuple[int, int], ...], ...] = ()
     brush: np.ndarray | None = field(default=None, repr=False)  # uint8 HxW, 255 = painted
+    short_side: int = 512  # the working size (the task's `size` option)
 
     @property
     def trajectories(self) -> list[list[list[int]]]:
@@ -28,14 +34,36 @@ class Drawing:
         return [[list(p) for p in track] for track in self.tracks if track]
 
 
-def start(image: np.ndarray | None) -> Drawing:
+def start(image: np.ndarray | None, short_side: int = 512) -> Drawing:
     """A new picture: nothing drawn yet."""
-    return Drawing(image=image)
+    return Drawing(image=image, short_side=short_side)
+
+
+def with_size(drawing: Drawing, short_side: int) -> Drawing:
+    return replace(drawing, short_side=int(short_side))
+
+
+def kept_area(width: int, height: int, short_side: int) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1) in picture pixels of what the model sees: the short side resized to `short_side`, then the
+    centre crop to multiples of 64 (the task's own check refuses points outside it; tests hold the two together)."""
+    scale = short_side / min(width, height)
+    new_w, new_h = round(width * scale), round(height * scale)
+    crop_w, crop_h = new_w - new_w % MULTIPLE, new_h - new_h % MULTIPLE
+    left, top = int(round((new_w - crop_w) / 2.0)), int(round((new_h - crop_h) / 2.0))
+    return left / scale, top / scale, (left + crop_w) / scale, (top + crop_h) / scale
+
+
+def inside_kept_area(drawing: Drawing, x: float, y: float) -> bool:
+    if drawing.image is None:
+        return False
+    x0, y0, x1, y1 = kept_area(drawing.image.shape[1], drawing.image.shape[0], drawing.short_side)
+    return x0 <= x < x1 and y0 <= y < y1
 
 
 def add_point(drawing: Drawing, x: float, y: float) -> Drawing:
-    """Append a click to the current (last) trajectory, starting one if there is none."""
-    if drawing.image is None:
+    """Append a click to the current (last) trajectory, starting one if there is none; a click in the cropped-away
+    border changes nothing."""
+    if drawing.image is None or not inside_kept_area(drawing, x, y):
         return drawing
     height, width = drawing.image.shape[:2]
     point = (int(min(max(x, 0), width - 1)), int(min(max(y, 0), height - 1)))
@@ -71,7 +99,7 @@ def delete_last(drawing: Drawing) -> Drawing:
 
 def clear(drawing: Drawing) -> Drawing:
     """Remove every trajectory and the motion brush; keep the picture."""
-    return start(drawing.image)
+    return start(drawing.image, drawing.short_side)
 
 
 def stamp_brush(drawing: Drawing, x: float, y: float, radius: int) -> Drawing:
@@ -98,14 +126,18 @@ def trajectories_json(drawing: Drawing) -> str:
 
 
 def render_overlay(drawing: Drawing) -> np.ndarray | None:
-    """The picture with the brush tinted blue and each trajectory as a red path through its clicks, ending in an
-    arrow; a dot marks each start point (and a lone click)."""
+    """The picture with the border the working size crops away shaded, the brush tinted blue and each trajectory as
+    a red path through its clicks, ending in an arrow; a dot marks each start point (and a lone click)."""
     if drawing.image is None:
         return None
     canvas = drawing.image[..., :3].astype(np.float32)
     if drawing.brush is not None:
         painted = drawing.brush > 0
         canvas[painted] = canvas[painted] * (1 - BRUSH_OPACITY) + BRUSH_COLOUR * BRUSH_OPACITY
+    x0, y0, x1, y1 = kept_area(canvas.shape[1], canvas.shape[0], drawing.short_side)
+    outside = np.ones(canvas.shape[:2], bool)
+    outside[math.ceil(y0):math.ceil(y1), math.ceil(x0):math.ceil(x1)] = False
+    canvas[outside] *= CROPPED_SHADE
     canvas = np.ascontiguousarray(canvas.astype(np.uint8))
     thickness = max(2, round(max(canvas.shape[:2]) / 256))
     for track in drawing.tracks:

@@ -7,7 +7,7 @@ from typing import Any
 import gradio as gr
 
 from engine import Engine, JobResult
-from tabs.widgets import option_controls, preview_value, wire_task
+from tabs.widgets import PictureInput, add_examples, option_controls, preview_value, run_controls, wire_task
 
 TASK = "pose"
 EXTRACTION = "densepose"
@@ -34,25 +34,30 @@ def build(engine: Engine) -> None:
         with gr.Row():
             with gr.Column():
                 with gr.Row():
-                    image = gr.Image(label="Reference image", type="filepath", sources=["upload", "clipboard"],
-                                     height=260)
-                    fitted = gr.Image(label="As the model sees it", interactive=False, format="png", height=260)
+                    image = PictureInput(label="Reference image", type="filepath", sources=["upload", "clipboard"],
+                                         height=220)
+                    fitted = gr.Image(label="As the model sees it", interactive=False, format="png", height=220)
                 motion = gr.Video(label="Motion (DensePose video, or any video of a person)", sources=["upload"],
-                                  format=None, height=260)
-                controls = option_controls(spec)
+                                  format=None, height=220)
+                buttons = run_controls(engine, TASK)
                 with gr.Row():
-                    run = gr.Button("Animate", variant="primary")
-                    extract = gr.Button("Extract DensePose")
-                    stop = gr.Button("Stop", variant="stop")
+                    extract = gr.Button("Extract DensePose", elem_id=f"{EXTRACTION}-run", size="sm")
+                    extraction_cost = gr.Markdown(elem_id=f"{EXTRACTION}-cost")
+                controls = option_controls(spec)
             with gr.Column():
-                video = gr.Video(label="Result", format=None)
-                grid = gr.Video(label="Reference | motion | result", format=None)
-                extracted = gr.Video(label="DensePose motion (extracted from the video)", format=None)
+                examples = gr.Column()
+                video = gr.Video(label="Result", format=None, height=320)
+                with gr.Row():
+                    grid = gr.Video(label="Reference | motion | result", format=None, height=200)
+                    extracted = gr.Video(label="DensePose motion (extracted from the video)", format=None, height=200)
+        with examples:
+            add_examples(engine, TASK, {"image": image, "motion": motion, **controls})
 
-        wire_task(engine, TASK, run, stop, {"image": image, "motion": motion}, controls, [video, grid, extracted],
-                  _present)
+        wire_task(engine, TASK, buttons.run, buttons.stop, {"image": image, "motion": motion}, controls,
+                  [video, grid, extracted], _present, buttons.cost)
         shared = {o.name: controls[o.name] for o in extraction.options if o.name in controls}
-        wire_task(engine, EXTRACTION, extract, stop, {"video": motion}, shared, [extracted], _present_extraction)
+        wire_task(engine, EXTRACTION, extract, buttons.stop, {"video": motion}, shared, [extracted],
+                  _present_extraction, extraction_cost)
 
         def preview(image: str | None, fit: str, size: float) -> Any:
             return preview_value(engine, TASK, "reference", image=image, size=int(size), fit=fit)

@@ -5,15 +5,23 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import gradio as gr
 from gradio.components import Component
+from gradio.context import Context
+from PIL import UnidentifiedImageError
 
-from engine import Engine, JobResult, Option, RemainingTime, TaskSpec, user_message
+from engine import CancelToken, Engine, JobCancelled, JobResult, Option, RemainingTime, TaskSpec, media, user_message
 from engine.errors import AnimateError
 
 log = logging.getLogger("tabs")
+STOP_LABEL, STOPPING = "Stop", "Stopping..."
+CANCELLED = "Cancelled, nothing was written."
+_CONTROLS: "weakref.WeakKeyDictionary[gr.Blocks, dict[str, dict[str, Component]]]" = weakref.WeakKeyDictionary()
 
 
 def option_control(option: Option) -> Component:
@@ -30,32 +38,98 @@ def option_control(option: Option) -> Component:
     return gr.Textbox(value=option.default, label=label, info=info)
 
 
-def option_controls(spec: TaskSpec, names: Iterable[str] | None = None) -> dict[str, Component]:
-    """Controls for the task's options; advanced ones go into a closed 'Advanced settings' accordion."""
+def option_controls(spec: TaskSpec, names: Iterable[str] | None = None, columns: int = 2) -> dict[str, Component]:
+    """Controls for the task's options, `columns` to a row; advanced ones go into a closed 'Advanced settings'
+    accordion."""
     wanted = [spec.option(n) for n in names] if names is not None else list(spec.options)
-    controls = {o.name: option_control(o) for o in wanted if not o.advanced}
+    controls = _in_rows([o for o in wanted if not o.advanced], columns)
     advanced = [o for o in wanted if o.advanced]
     if advanced:
         with gr.Accordion("Advanced settings", open=False):
-            controls.update({o.name: option_control(o) for o in advanced})
+            controls.update(_in_rows(advanced, columns))
     return controls
+
+
+def _in_rows(options: list[Option], columns: int) -> dict[str, Component]:
+    controls = {}
+    for start in range(0, len(options), columns):
+        with gr.Row(equal_height=True):
+            controls.update({o.name: option_control(o) for o in options[start:start + columns]})
+    return controls
+
+
+class PictureInput(gr.Image):
+    """gr.Image whose upload of something that is not a picture says so, naming the file and the fix (plain
+    gr.Image fails inside Gradio's preprocess with an empty "Error" badge)."""
+
+    is_template = True  # the browser renders it as an Image
+
+    def preprocess(self, payload: Any) -> Any:
+        try:
+            return super().preprocess(payload)
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            name = getattr(payload, "orig_name", None) or Path(str(getattr(payload, "path", "") or "upload")).name
+            message = f"'{name}' is not a picture this app can read. {media.IMAGE_HINT}"
+            log.warning("upload refused: %s", message)
+            raise gr.Error(message, print_exception=False) from exc
+
+
+@dataclass
+class RunControls:
+    """A tab's Run and Stop buttons and the cost estimate shown next to them."""
+
+    run: gr.Button
+    stop: gr.Button
+    cost: gr.Markdown
+
+
+def run_controls(engine: Engine, task: str, label: str = "Animate") -> RunControls:
+    """Run and Stop in a row, the time and memory estimate under them (wire_task keeps it current)."""
+    with gr.Row():
+        run = gr.Button(label, variant="primary", elem_id=f"{task}-run")
+        stop = gr.Button(STOP_LABEL, variant="stop", elem_id=f"{task}-stop")
+    cost = gr.Markdown(lambda: estimate_text(engine, task, {}, {}), elem_id=f"{task}-cost")
+    return RunControls(run, stop, cost)
+
+
+def estimate_text(engine: Engine, task: str, inputs: dict[str, Any], options: dict[str, Any]) -> str:
+    """The cost box's text for these inputs and options (a problem with them shows instead)."""
+    try:
+        found = engine.estimate(task, {k: v for k, v in inputs.items() if v}, options)
+    except AnimateError as exc:
+        return f"⚠️ {user_message(exc)}"
+    return found.text() if found is not None else ""
 
 
 def run_task(engine: Engine, task: str, inputs: dict[str, Any], options: dict[str, Any],
              progress: gr.Progress, request: gr.Request | None) -> JobResult:
-    """engine.run with UI progress, per-session cancellation, and errors shown as gr.Error."""
+    """engine.run with UI progress, per-session cancellation, and errors shown as gr.Error (one line in the
+    console for an error the user can fix; the traceback only for a bug). Once Stop is pressed the progress says
+    so and the time-left estimate stops."""
     owner = getattr(request, "session_hash", None)
+    cancel = CancelToken()
+
+    def report(fraction: float, message: str) -> None:
+        progress(fraction, desc=STOPPING if cancel.cancelled else message)
+
     try:
-        result = engine.run(task, inputs, options, progress=RemainingTime(lambda f, m: progress(f, desc=m)),
-                            owner=owner)
+        result = engine.run(task, inputs, options, progress=RemainingTime(report), cancel=cancel, owner=owner)
         for warning in result.settings.get("warnings", []):
             gr.Warning(warning, duration=None)
         return result
+    except JobCancelled:
+        raise
     except AnimateError as exc:
-        raise gr.Error(user_message(exc), duration=None) from exc
+        log.warning("%s: %s", task, console_line(exc))
+        raise gr.Error(user_message(exc), duration=None, print_exception=False) from exc
     except Exception as exc:
         log.exception("%s failed", task)
-        raise gr.Error(user_message(exc), duration=None) from exc
+        raise gr.Error(user_message(exc), duration=None, print_exception=False) from exc
+
+
+def console_line(exc: BaseException) -> str:
+    """An error as one console line."""
+    return " ".join(user_message(exc).split())
 
 
 def named_handler(defaults: dict[str, Any], body: Callable[[dict[str, Any], gr.Request, gr.Progress], Any]) -> Callable:
@@ -82,26 +156,98 @@ def named_handler(defaults: dict[str, Any], body: Callable[[dict[str, Any], gr.R
 
 def wire_task(engine: Engine, task: str, run_button: gr.Button, stop_button: gr.Button,
               inputs: dict[str, Component], options: dict[str, Component], outputs: list[Component],
-              present: Callable[[JobResult], tuple[Any, ...]]) -> Any:
+              present: Callable[[JobResult], tuple[Any, ...]], cost: gr.Markdown | None = None) -> Any:
     """Run runs the task as API endpoint `/<task>`: its parameters are the task's inputs (required
     ones first, optional ones default to None) and options (default: the spec's), by name, in the spec's order. Stop
-    sets the session's cancel token. An empty input ('' or no files) counts as not given. Returns the Run event."""
+    sets the session's cancel token and reads "Stopping..." until the run ends; a cancelled run is reported as
+    information and leaves the outputs as they were. The cost estimate (`cost`, else a new box here) follows the
+    inputs and options. An empty input ('' or no files) counts as not given. Returns the Run event."""
     spec = engine.task(task)
     inputs = _sorted(inputs, {i.name: (not i.required, n) for n, i in enumerate(spec.inputs)})
     options = _sorted(options, {o.name: n for n, o in enumerate(spec.options)})
     required = {i.name: i.required for i in spec.inputs}
     defaults = {name: inspect.Parameter.empty if required[name] else None for name in inputs}
     defaults.update({name: spec.option(name).default for name in options})
+    _name_elements(task, run_button, stop_button, outputs)
+    remember_controls(task, {**{n: c for n, c in inputs.items() if _kind(spec, n) == "json"}, **options})
 
-    def body(values: dict[str, Any], request: gr.Request, progress: gr.Progress) -> tuple[Any, ...]:
+    def body(values: dict[str, Any], request: gr.Request, progress: gr.Progress) -> Any:
         given = {name: values[name] or None for name in inputs}
         chosen = {name: values[name] for name in options}
-        return present(run_task(engine, task, given, chosen, progress, request))
+        try:
+            return present(run_task(engine, task, given, chosen, progress, request))
+        except JobCancelled:
+            log.info("%s: cancelled, nothing was written", task)
+            gr.Info(CANCELLED)
+            return tuple(gr.skip() for _ in outputs) if len(outputs) > 1 else gr.skip()
 
     event = run_button.click(on_gpu(named_handler(defaults, body)), [*inputs.values(), *options.values()], outputs,
                              api_name=task, concurrency_limit=None)  # the engine's device slot serialises jobs
-    stop_button.click(session_stopper(engine), None, None, api_visibility="private", queue=False)
+    label = stop_button.value
+
+    def stopping(request: gr.Request) -> Any:
+        return gr.update(value=STOPPING, interactive=False) if engine.cancel(request.session_hash) else gr.skip()
+
+    stop_button.click(stopping, None, stop_button, api_visibility="private", queue=False)
+    event.then(lambda: gr.update(value=label, interactive=True), None, stop_button, api_visibility="private",
+               queue=False)
+
+    if cost is None:
+        cost = gr.Markdown(lambda: estimate_text(engine, task, {}, {}), elem_id=f"{task}-cost")
+    watched = [*inputs.values(), *options.values()]
+
+    def update_cost(*values: Any) -> str:
+        return estimate_text(engine, task, dict(zip(inputs, values[:len(inputs)])),
+                             dict(zip(options, values[len(inputs):])))
+
+    gr.on([c.change for c in watched], update_cost, watched, cost, api_visibility="private", queue=False,
+          trigger_mode="always_last")
     return event
+
+
+def _kind(spec: TaskSpec, name: str) -> str:
+    return next(i.kind for i in spec.inputs if i.name == name)
+
+
+def _name_elements(task: str, run: gr.Button, stop: gr.Button, outputs: list[Component]) -> None:
+    """The element ids the browser tests find (kept when a tab set its own)."""
+    for component, name in ((run, "run"), (stop, "stop"), (outputs[0] if outputs else None, "result")):
+        if component is not None and not component.elem_id:
+            component.elem_id = f"{task}-{name}"
+
+
+def remember_controls(task: str, controls: dict[str, Component]) -> None:
+    """Note the controls a task's settings fill (options, JSON inputs), per app: the Runs tab refills them."""
+    root = Context.root_block
+    if root is not None:
+        _CONTROLS.setdefault(root, {}).setdefault(task, {}).update(controls)
+
+
+def remembered_controls() -> dict[str, dict[str, Component]]:
+    """The controls noted for each task in the app being built (see remember_controls)."""
+    return _CONTROLS.get(Context.root_block, {}) if Context.root_block is not None else {}
+
+
+def add_examples(engine: Engine, task: str, components: dict[str, Component], label: str = "Examples") -> Any:
+    """One-click examples (never run or cached ahead: clicking fills the inputs and options). components: the tab's
+    input and option controls by the task's names; the examples fill the ones they name, the others get the
+    option's default. None when the task has no example."""
+    rows = engine.examples(task)
+    if not rows:
+        return None
+    spec = engine.task(task)
+    used = [name for name in components if any(name in e.inputs or name in e.options for e in rows)]
+
+    def value(example: Any, name: str) -> Any:
+        if name in example.inputs:
+            return example.inputs[name]
+        if name in example.options:
+            return example.options[name]
+        return spec.option(name).default if name in {o.name for o in spec.options} else None
+
+    return gr.Examples([[value(e, n) for n in used] for e in rows], [components[n] for n in used], label=label,
+                       example_labels=[e.label for e in rows], cache_examples=False, elem_id=f"{task}-examples",
+                       api_visibility="private")
 
 
 def _sorted(components: dict[str, Component], order: dict[str, Any]) -> dict[str, Component]:
@@ -114,7 +260,8 @@ def preview_value(engine: Engine, task: str, name: str, **values: Any) -> Any:
     try:
         preview = engine.preview(task, name, **values)
     except AnimateError as exc:
-        raise gr.Error(user_message(exc)) from exc
+        log.warning("%s preview: %s", task, console_line(exc))
+        raise gr.Error(user_message(exc), print_exception=False) from exc
     if preview.note:
         gr.Info(preview.note)
     return preview.value

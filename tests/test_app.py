@@ -54,7 +54,7 @@ def test_blocks_have_a_tab_per_task_in_spec_order_and_one_gpu_queue(session_engi
     demo = build_app(session_engine)
     by_order = sorted(session_engine.tasks.values(), key=lambda spec: spec.order)
     with_tabs = [spec.name for spec in by_order if importlib.util.find_spec(f"tabs.{spec.name}") is not None]
-    assert tab_ids(demo) == with_tabs + ["models"]
+    assert tab_ids(demo) == with_tabs + ["runs", "models"]
     assert {"pose", "motion", "dance"} <= set(with_tabs)
     endpoints = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
     assert {*session_engine.tasks, "pose_reference_preview", "dance_cutout_preview", "download_checkpoints",
@@ -70,7 +70,7 @@ def test_tabs_follow_the_engines_tasks(session_engine: Engine) -> None:
     engine = Engine(session_engine.config, hub=session_engine.hub,
                     tasks={"dance": tasks["dance"], "headless": headless, "pose": tasks["pose"],
                            "densepose": tasks["densepose"]})  # the pose tab hosts the densepose endpoint
-    assert tab_ids(build_app(engine)) == ["dance", "pose", "models"]
+    assert tab_ids(build_app(engine)) == ["dance", "pose", "runs", "models"]
 
 
 def test_run_endpoints_take_the_tasks_input_and_option_names(session_engine: Engine) -> None:

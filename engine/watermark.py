@@ -118,7 +118,9 @@ class Finding:
 
     def summary(self) -> str:
         where = ""
-        if self.video:
+        if self.video and len(self.frames) == 1:
+            where = " (the video's one frame)"
+        elif self.video:
             where = f" (median of {len(self.frames)} frames, from {min(self.frames)} to {max(self.frames)})"
         return f"{self.bits}/{len(BITS)} bits match the watermark{where}: {self.verdict}"
 

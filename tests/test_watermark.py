@@ -101,11 +101,11 @@ def test_unreadable_and_unknown_files_are_input_errors(files: dict[str, Path], t
 def test_h264_round_trip_at_our_crf(tmp_path: Path) -> None:
     """Measured, not hoped: a textured frame keeps a 'very likely' count through engine.media's H.264 writer."""
     frame = embed_watermark_uint8(textured_frame()[None])[0]
-    assert matching_bits(frame) >= 44
+    assert matching_bits(frame) >= 40  # 45 measured
     media.write_mp4(tmp_path / "marked.mp4", iter([frame] * 10), fps=10)
     found = check_file(tmp_path / "marked.mp4")
     assert found.video and len(found.frames) == 8
-    assert found.bits >= 36 and found.verdict.startswith(VERY_LIKELY)
+    assert found.bits >= 36 and found.verdict.startswith(VERY_LIKELY)  # 46 measured at CRF 18
     assert "median of 8 frames" in found.summary()
 
 

@@ -111,7 +111,8 @@ def build(engine: Engine, tabs: gr.Tabs) -> None:
             if run.get("task") not in controls:
                 raise gr.Error(f"This app has no tab for the task '{run.get('task')}'.", print_exception=False)
             updates = refill(run, controls)
-            gr.Info(f"The {run['task']} tab has this run's settings (seed {run.get('options', {}).get('seed', '-')}); "
+            seed = (run.get("options") or {}).get("seed")
+            gr.Info(f"The {run['task']} tab has this run's settings{f' (seed {seed})' if seed is not None else ''}: "
                     "upload its inputs and run.")
             return {**updates, tabs: gr.Tabs(selected=run["task"])}
 

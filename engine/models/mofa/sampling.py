@@ -114,13 +114,16 @@ class SVDSampler:
         return torch.linspace(low, high, frames).view(1, frames, 1, 1, 1).to(self.device, self.dtype)
 
     def predict(self, latents: torch.Tensor, t: torch.Tensor, scheduler: EulerDiscreteScheduler,
-                cond: Condition, residuals: Residuals) -> torch.Tensor:
-        """latents [1,F,4,h,w] -> the guided model output [1,F,4,h,w] at timestep t."""
+                cond: Condition, residuals: Residuals, cancel: CancelToken | None = None) -> torch.Tensor:
+        """latents [1,F,4,h,w] -> the guided model output [1,F,4,h,w] at timestep t. With `cancel`, Stop is also
+        honoured between the adapter and the UNet (each takes minutes at full size on a CPU)."""
         frames = latents.shape[1]
         model_in = scheduler.scale_model_input(torch.cat([latents] * 2), t)
         image_latents = cond.image_latents[:, None].expand(-1, frames, -1, -1, -1)
         model_in = torch.cat([model_in, image_latents], dim=2)
         down, mid = residuals(model_in, t)
+        if cancel is not None:
+            cancel.check()
         prediction = self.unet(model_in, t, cond.context, self.time_ids(), down, mid)
         uncond, conditional = prediction.chunk(2)
         return uncond + self.guidance(frames) * (conditional - uncond)

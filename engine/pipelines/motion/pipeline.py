@@ -165,7 +165,7 @@ class MotionPipeline(Pipeline):
             return self.controlnet(model_in, t, cond.context, self.svd.time_ids(), cond.pixels, flow, opts.scale)
 
         def step(latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            prediction = self.svd.predict(latents, t, scheduler, cond, residuals)
+            prediction = self.svd.predict(latents, t, scheduler, cond, residuals, cancel)
             return scheduler.step(prediction, t, latents).prev_sample
 
         with self.svd.denoising([self.controlnet], opts.demo_context_order):

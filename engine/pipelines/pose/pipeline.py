@@ -155,7 +155,8 @@ class PosePipeline(Pipeline):
 
         for step, t in enumerate(scheduler.timesteps):
             cancel.check()
-            noise = self._predict_noise(latents, t, text, ref_latent, condition, windows, opts.context, guided)
+            noise = self._predict_noise(latents, t, text, ref_latent, condition, windows, opts.context, guided,
+                                        cancel)
             if guided:
                 uncond, cond = noise.chunk(2)
                 noise = uncond + opts.guidance * (cond - uncond)
@@ -177,8 +178,9 @@ class PosePipeline(Pipeline):
 
     def _predict_noise(self, latents: torch.Tensor, t: torch.Tensor, text: torch.Tensor, ref_latent: torch.Tensor,
                        condition: torch.Tensor, windows: Sequence[list[int]], context: int,
-                       guided: bool) -> torch.Tensor:
-        """Window-averaged noise prediction, (2 if guided else 1, 4, frames, h, w); uncond first.
+                       guided: bool, cancel: CancelToken) -> torch.Tensor:
+        """Window-averaged noise prediction, (2 if guided else 1, 4, frames, h, w); uncond first. Stop is honoured
+        before every ControlNet chunk and every window (a step of a long clip takes minutes on a CPU).
 
         ControlNet residuals depend only on a frame's own latent, so they are computed once per frame and kept
         in host memory while that fits in RESIDUAL_CACHE_BYTES; longer clips recompute them per window instead
@@ -189,13 +191,17 @@ class PosePipeline(Pipeline):
         cached = frames * self._residual_bytes_per_frame(latents) <= RESIDUAL_CACHE_BYTES
         if cached:
             with self.offload.on_device(self.controlnet):
-                chunks = [self._controlnet(latents, t, text, condition, list(range(start, min(start + context, frames))),
-                                           HOST) for start in range(0, frames, context)]
+                chunks = []
+                for start in range(0, frames, context):
+                    cancel.check()
+                    chunks.append(self._controlnet(latents, t, text, condition,
+                                                   list(range(start, min(start + context, frames))), HOST))
             residuals = [torch.cat(parts) for parts in zip(*chunks)]
         halves = 2 if guided else 1
         average = WindowAverage(latents.repeat(halves, 1, 1, 1, 1))
         with self.offload.on_device(self.unet, *(() if cached else (self.controlnet,))):
             for window in windows:
+                cancel.check()
                 sample = latents[:, :, window].repeat(halves, 1, 1, 1, 1)
                 per_frame = ([r[torch.tensor(window)].to(self.device) for r in residuals] if cached
                              else self._controlnet(latents, t, text, condition, window, self.device))

@@ -1,0 +1,57 @@
+"""One-click examples: every task has one offline, made of the project's own files, valid for the task (its inputs pass
+the task's own checks); published demo inputs appear once their checkpoint is cached and are absent otherwise."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+from engine import Engine, EngineConfig
+from engine.examples import ASSETS
+from engine.limits import applied
+from tabs import build_app
+
+
+def files(value) -> list[Path]:
+    values = value if isinstance(value, list) else [value]
+    return [Path(v) for v in values if isinstance(v, str) and not v.lstrip().startswith("[")]
+
+
+@pytest.mark.parametrize("task", ["pose", "motion", "dance", "face", "fourd"])
+def test_every_tab_task_has_an_offline_example_that_passes_the_tasks_checks(session_engine: Engine, task: str) -> None:
+    spec = session_engine.task(task)
+    own = [e for e in session_engine.examples(task) if all(ASSETS in f.parents for v in e.inputs.values()
+                                                          for f in files(v))]
+    assert own, f"{task} has no example of the project's own"
+    for example in own:
+        assert set(example.inputs) <= {i.name for i in spec.inputs}
+        assert all(f.is_file() for v in example.inputs.values() for f in files(v))
+        parsed = spec.parse_options(example.options)
+        with applied(session_engine.config.limits):
+            spec.job.validate(dict(example.inputs), parsed)  # raises InputError if an asset does not fit the task
+
+
+def test_assets_stay_small_and_carry_their_notice() -> None:
+    total = sum(p.stat().st_size for p in ASSETS.rglob("*") if p.is_file())
+    assert total < 400_000
+    notice = (ASSETS / "NOTICE.md").read_text()
+    assert all(p.name in notice for p in ASSETS.rglob("*") if p.suffix in (".png", ".mp4", ".npy", ".wav", ".json"))
+
+
+def test_published_demo_sheets_appear_once_cached_and_are_absent_otherwise(session_engine: Engine,
+                                                                          tmp_path: Path) -> None:
+    cached = [e for e in session_engine.examples("dance") if "CoNR" in e.label]
+    assert len(cached) == 1 and all(Path(p).is_file() for p in cached[0].inputs["sheets"])
+    empty = Engine(EngineConfig(device="cpu", outputs=tmp_path / "out", cache_dir=tmp_path / "hub", offline=True))
+    assert [e.label for e in empty.examples("dance")] == [e.label for e in session_engine.examples("dance")
+                                                          if e.label != cached[0].label]
+
+
+def test_examples_in_the_app_are_never_run_or_cached_at_launch(session_engine: Engine) -> None:
+    demo = build_app(session_engine)
+    found = {b.elem_id: b for b in demo.blocks.values() if isinstance(b, gr.Dataset)}
+    for task in ("pose", "motion", "dance"):
+        assert f"{task}-examples" in found, task
+    examples = [fn for fn in demo.fns.values() if fn.name == "load_example"]
+    assert examples and all(fn.api_visibility == "private" for fn in examples)

@@ -1,4 +1,5 @@
-"""Talking faces tab (MOFA-Video): a portrait + a driving face video (or landmarks) -> the portrait performing it;
+"""Talking faces tab (MOFA-Video): a portrait + a driving face video, speech audio (AniPortrait) or landmarks -> the
+portrait performing it;
 optional hybrid trajectories (the Trajectories tab's drawing, reused) and a landmark-mask brush."""
 from __future__ import annotations
 
@@ -54,7 +55,9 @@ def build(engine: Engine) -> None:
     spec = engine.task(TASK)
     with gr.Tab("Talking faces", id=TASK):
         gr.Markdown("Upload a portrait and a **driving face video**: the portrait performs the video's expressions "
-                    "and head motion (applied to its own face shape) and keeps the video's sound. Power users can "
+                    "and head motion (applied to its own face shape) and keeps the video's sound. Or give **speech "
+                    "audio** (upload or record): the portrait talks to it (AniPortrait's renderer; head-pose "
+                    "strength, smoothing and a still head under the options; 25 fps). Power users can "
                     "give a **landmarks file** (.npy, [N, 68, 2]) instead. Check the landmarks in the preview before "
                     "animating. Optionally (hybrid), draw trajectories that move what lies outside the face, and "
                     "paint the face region the landmarks drive.")
@@ -66,6 +69,8 @@ def build(engine: Engine) -> None:
                                         height=260)
                     driving = gr.Video(label="Driving face video", sources=["upload", "webcam"], format=None,
                                        height=260)
+                audio = gr.Audio(label="Or speech audio (wav, mp3, flac, ogg, m4a)", sources=["upload", "microphone"],
+                                 type="filepath")
                 landmarks = gr.File(label="Or a landmarks file (.npy, [N, 68, 2] in portrait pixels)",
                                     file_types=[".npy"], type="filepath")
                 summary = gr.Markdown()
@@ -132,34 +137,50 @@ def build(engine: Engine) -> None:
 
         brush.change(on_brush, [drawing, brush], mask, api_visibility="private", trigger_mode="always_last")
 
-        wire_task(engine, TASK, run, stop, {"image": portrait, "driving": driving, "landmarks": landmarks,
-                                            "trajectories": trajectories, "mask": mask}, controls,
+        wire_task(engine, TASK, run, stop, {"image": portrait, "driving": driving, "audio": audio,
+                                            "landmarks": landmarks, "trajectories": trajectories, "mask": mask},
+                  controls,
                   [video, landmark_video, download], _present)
 
         size, fps, steps = controls["size"], controls["fps"], controls["steps"]
+        head_pose, smoothing, still_head = controls["head_pose"], controls["smoothing"], controls["still_head"]
 
         def show_landmarks(image: str | None, driving: str | None = None, landmarks: str | None = None,
-                           size: float = spec.option("size").default, fps: float = spec.option("fps").default) -> Any:
-            if not image or not (driving or landmarks):
+                           size: float = spec.option("size").default, fps: float = spec.option("fps").default,
+                           audio: str | None = None, head_pose: float = spec.option("head_pose").default,
+                           smoothing: float = spec.option("smoothing").default,
+                           still_head: bool = spec.option("still_head").default) -> Any:
+            driver = _one_driver(driving, audio, landmarks)
+            if not image or not driver:
                 return None
-            return preview_value(engine, TASK, "landmarks", image=image, driving=driving or None,
-                                 landmarks=None if driving else landmarks, size=int(size), fps=int(fps))
+            motion = dict(head_pose=float(head_pose), smoothing=int(smoothing), still_head=bool(still_head))
+            return preview_value(engine, TASK, "landmarks", image=image, size=int(size), fps=int(fps),
+                                 **driver, **(motion if "audio" in driver else {}))
 
-        gr.on([portrait.change, driving.change, landmarks.change, size.release, fps.release], show_landmarks,
-              [portrait, driving, landmarks, size, fps], preview, api_name="face_landmarks_preview",
-              trigger_mode="always_last")
+        gr.on([portrait.change, driving.change, audio.change, landmarks.change, size.release, fps.release,
+               head_pose.release, smoothing.release, still_head.change], show_landmarks,
+              [portrait, driving, landmarks, size, fps, audio, head_pose, smoothing, still_head], preview,
+              api_name="face_landmarks_preview", trigger_mode="always_last")
 
         def show_summary(video_path: str | None, npy: str | None, count: float, short_side: float,
-                         rate: float) -> str:
-            if not (video_path or npy):
+                         rate: float, speech: str | None = None) -> str:
+            driver = _one_driver(video_path, speech, npy)
+            if not driver:
                 return ""
             try:
-                shown = engine.preview(TASK, "summary", driving=video_path or None,
-                                       landmarks=npy if not video_path else None, steps=int(count),
-                                       size=int(short_side), fps=int(rate))
+                shown = engine.preview(TASK, "summary", **driver, steps=int(count), size=int(short_side),
+                                       fps=int(rate))
             except AnimateError as exc:
                 return f"⚠️ {user_message(exc)}"
             return shown.value or shown.note
 
-        gr.on([driving.change, landmarks.change, steps.release, size.release, fps.release], show_summary,
-              [driving, landmarks, steps, size, fps], summary, api_visibility="private")
+        gr.on([driving.change, audio.change, landmarks.change, steps.release, size.release, fps.release],
+              show_summary, [driving, landmarks, steps, size, fps, audio], summary, api_visibility="private")
+
+
+def _one_driver(driving: str | None, audio: str | None, landmarks: str | None) -> dict[str, str]:
+    """The driver the previews show: the video, else the speech, else the landmarks file (a run refuses two)."""
+    for name, value in (("driving", driving), ("audio", audio), ("landmarks", landmarks)):
+        if value:
+            return {name: value}
+    return {}

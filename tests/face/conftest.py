@@ -1,5 +1,5 @@
 """Face task test helpers: a fake landmarker that reads a synthetic face's motion from the frame's colour (no
-mediapipe model, no network), synthetic 68-point faces, and driving videos with an audio track."""
+mediapipe model, no network), synthetic 68-point faces, driving videos with an audio track, and speech-like audio."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -57,7 +57,10 @@ class FakeLandmarker:
         height, width = frame.shape[:2]
         red, green = float(frame[..., 0].mean()), float(frame[..., 1].mean())
         points = face68(width / 2 + (red - 128) / 4, height / 2, min(width, height) / 4, green / 1000)
-        return FaceDetection(points=face478(points), transform=np.eye(4, dtype=np.float32))
+        full = face478(points)
+        depth = ((full - full.mean(axis=0)) ** 2).sum(axis=1) / (4 * min(width, height))  # the middle nearest
+        return FaceDetection(points=full, depth=(depth - depth.mean()).astype(np.float32),
+                             transform=np.eye(4, dtype=np.float32))
 
     def close(self) -> None:
         self.closed = True
@@ -95,3 +98,57 @@ def write_driving(path: Path, reds: list[int], fps: float = 25, size: int = 64,
         audio = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), sample_rate
     media.write_mp4(path, frames, fps, audio=audio)
     return path
+
+
+def speech_like(seconds: float, rate: int = 16000, seed: int = 0) -> np.ndarray:
+    """A speech-like signal: a 120 Hz voice with harmonics and formant-like peaks, opened and closed in 4 Hz
+    syllables, with breath noise (float32 in [-1, 1])."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(round(seconds * rate))) / rate
+    pitch = 120 * (1 + 0.05 * np.sin(2 * np.pi * 0.7 * t))
+    phase = 2 * np.pi * np.cumsum(pitch) / rate
+    voice = sum(np.sin(k * phase) / k * (1 + 2 * np.exp(-((k * 120 - 700) / 300) ** 2)) for k in range(1, 20))
+    syllables = np.clip(np.sin(2 * np.pi * 4 * t), 0, None) ** 0.5
+    signal = voice * syllables + 0.02 * rng.standard_normal(len(t))
+    return (0.5 * signal / np.abs(signal).max()).astype(np.float32)
+
+
+def write_speech(path: Path, seconds: float, rate: int = 16000) -> Path:
+    """Speech-like audio in a file (the container and codec from the suffix: .wav PCM, .m4a AAC, .flac, .mp3)."""
+    import av
+
+    samples = speech_like(seconds, rate)
+    with av.open(str(path), mode="w") as container:
+        codec = {".wav": "pcm_s16le", ".m4a": "aac", ".mp3": "libmp3lame", ".flac": "flac"}[path.suffix]
+        stream = container.add_stream(codec, rate=rate)
+        stream.layout = "mono"
+        layout_format = "s16" if codec == "pcm_s16le" else stream.codec_context.format.name
+        frame = av.AudioFrame.from_ndarray(_as_format(samples, layout_format)[None], format=layout_format,
+                                           layout="mono")
+        frame.sample_rate = rate
+        for packet in _encode_all(stream, frame):
+            container.mux(packet)
+    return path
+
+
+def _as_format(samples: np.ndarray, name: str) -> np.ndarray:
+    if name.startswith("s16"):
+        return (samples * 32767).astype(np.int16)
+    if name.startswith("s32"):
+        return (samples * 2 ** 31 * 0.999).astype(np.int32)
+    return samples
+
+
+def _encode_all(stream: Any, frame: Any) -> list:
+    """Encode one long frame in codec-sized pieces (AAC and others take fixed frame sizes)."""
+    import av
+
+    size = stream.codec_context.frame_size or frame.samples
+    data = frame.to_ndarray()
+    packets = []
+    for start in range(0, frame.samples, size):
+        piece = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, start:start + size]),
+                                           format=frame.format.name, layout="mono")
+        piece.sample_rate, piece.pts = frame.sample_rate, start
+        packets += stream.encode(piece)
+    return packets + stream.encode(None)

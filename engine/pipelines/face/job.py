@@ -19,7 +19,8 @@ import numpy as np
 from engine import limits, media
 from engine.errors import InputError, PreviewUnavailable
 from engine.jobs import JobContext, PreviewContext
-from engine.pipelines.face import drawing, landmarks
+from engine.pipelines.face import drawing, geometry, landmarks, speech
+from engine.pipelines.face.aniportrait import FPS, SAMPLE_RATE
 from engine.tasks import Options
 
 MIN_PORTRAIT = 64  # pixels on the short side; smaller pictures hold too little face to drive
@@ -28,6 +29,7 @@ MIN_PORTRAIT = 64  # pixels on the short side; smaller pictures hold too little 
 # original caps at 125 (--max_frame_len in MOFA-Video-Keypoint/inference_opendomain.py@3ad3b546da4c).
 MAX_FRAMES = 500
 TASK_FILE = "aniportrait/src/utils/mp_models/face_landmarker_v2_with_blendshapes.task"  # in checkpoint mediapipe_face
+SPEECH_HINT = "Use a WAV, MP3, FLAC, OGG or M4A file of speech (or record one with the microphone)."
 NPY_HINT = "Give a .npy file holding a float array of shape [N, 68, 2] (x, y in the portrait's pixels), N >= 2."
 
 
@@ -114,6 +116,43 @@ def driving_too_long(path: Path, length: str, fps: float) -> InputError:
                       "fps option.")
 
 
+def check_speech(path: str | Path) -> int:
+    """The frame count (ceil(seconds * 25)) of a speech file, from its header (nothing decoded): 2 .. the limit."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"Speech audio '{path.name}' does not exist. {SPEECH_HINT}")
+    found = media.audio_info(path)
+    if found is None:
+        raise InputError(f"'{path.name}' has no audio track. {SPEECH_HINT}")
+    seconds = found[1]
+    if seconds <= 0:
+        raise InputError(f"The length of the speech audio '{path.name}' could not be read from its header. "
+                         f"{SPEECH_HINT}")
+    frames = speech.frame_count(round(seconds * SAMPLE_RATE))
+    if frames > frame_limit():
+        raise speech_too_long(path, seconds)
+    if frames < 2:
+        raise InputError(f"The speech audio '{path.name}' lasts {seconds:.3f} s; at least {2 / FPS:.2f} s (2 frames "
+                         "at 25 fps) is needed.")
+    return frames
+
+
+def speech_too_long(path: Path, seconds: float) -> InputError:
+    return InputError(f"The speech audio '{path.name}' lasts {seconds:.1f} s; at most {frame_limit() / FPS:g} s "
+                      f"({frame_limit()} frames at 25 fps: {_limit_reason()}). Trim or split it.")
+
+
+def read_speech(path: Path) -> np.ndarray:
+    """16 kHz mono float32 samples (PyAV's resampler), the decoded length checked against the limit again."""
+    samples = media.read_audio(path, SAMPLE_RATE)
+    if speech.frame_count(len(samples)) > frame_limit():
+        raise speech_too_long(path, len(samples) / SAMPLE_RATE)
+    if speech.frame_count(len(samples)) < 2:
+        raise InputError(f"The speech audio '{path.name}' holds only {len(samples)} samples at 16 kHz; at least "
+                         f"{2 / FPS:.2f} s is needed. {SPEECH_HINT}")
+    return samples
+
+
 def frame_limit() -> int:
     """The most frames one face run takes: the engine's video frame limit or the task's own, the lower."""
     return min(limits.current().max_video_frames, MAX_FRAMES)
@@ -153,13 +192,18 @@ def validate(inputs: dict[str, Any], options: Options) -> dict[str, Any]:
     if not inputs.get("image"):
         raise InputError("No portrait given. Upload a picture of a face (CLI: --image PATH).")
     image = read_portrait(inputs["image"])
-    driving, given = inputs.get("driving"), inputs.get("landmarks")
-    if bool(driving) == bool(given):
-        raise InputError("Give exactly one driver: a driving face video (CLI: --driving VIDEO) or a landmarks file "
-                         "(CLI: --landmarks NPY)." + (" Both were given." if driving else ""))
-    prepared: dict[str, Any] = {"image": image, "driving": None, "landmarks": None, "trajectories": None,
-                                "mask": None}
-    if driving:
+    driving, given, audio = inputs.get("driving"), inputs.get("landmarks"), inputs.get("audio")
+    drivers = sum(bool(driver) for driver in (driving, given, audio))
+    if drivers != 1:
+        raise InputError("Give exactly one driver: a driving face video (CLI: --driving VIDEO), speech audio (CLI: "
+                         "--audio SPEECH) or a landmarks file (CLI: --landmarks NPY)." +
+                         {0: "", 2: " Both were given."}.get(drivers, " All three were given."))
+    prepared: dict[str, Any] = {"image": image, "driving": None, "landmarks": None, "audio": None,
+                                "trajectories": None, "mask": None}
+    if audio:
+        check_speech(audio)
+        prepared["audio"] = Path(audio)
+    elif driving:
         check_driving(driving, options.fps)
         media.audio_info(driving)  # a corrupt audio track fails here, not after the diffusion
         prepared["driving"] = Path(driving)
@@ -233,15 +277,43 @@ def track_driver(landmarker: landmarks.Landmarker, image: np.ndarray, path: Path
 
 
 def run_landmarks(inputs: dict[str, Any], options: Options, task_file: Callable[[], Path],
-                  progress: Callable[[float, str], None], cancel: Callable[[], None]) -> Landmarks:
-    """The landmark sequence of a run (or preview): the file's, or the driving video's retargeted onto the portrait."""
+                  progress: Callable[[float, str], None], cancel: Callable[[], None],
+                  renderer: Callable[[], speech.SpeechRenderer] | None = None) -> Landmarks:
+    """The landmark sequence of a run (or preview): the file's, the driving video's retargeted onto the portrait, or
+    the speech's (AniPortrait; `renderer` gives its networks)."""
     if inputs["landmarks"] is not None:
         return Landmarks(inputs["landmarks"], "landmarks file")
     landmarker = landmarks.open_landmarker(task_file)
     try:
+        if inputs.get("audio") is not None:
+            assert renderer is not None, "speech runs need the AniPortrait renderer"
+            return speak(landmarker, inputs["image"], inputs["audio"], task_file, renderer, options, progress,
+                         cancel)
         return track_driver(landmarker, inputs["image"], inputs["driving"], options.fps, progress, cancel)
     finally:
         landmarker.close()
+
+
+def speak(landmarker: landmarks.Landmarker, image: np.ndarray, audio: Path, task_file: Callable[[], Path],
+          renderer: Callable[[], speech.SpeechRenderer], options: Options, progress: Callable[[float, str], None],
+          cancel: Callable[[], None]) -> Landmarks:
+    """Speech -> landmarks: the portrait's face and its metric geometry (mediapipe's canonical model from the .task
+    bundle), AniPortrait's meshes and head poses, projected. Frame k (k >= 1) shows the prediction for the audio at
+    k / 25 s and frame 0 the portrait's own landmarks, so the video has ceil(seconds * 25) frames in step with the
+    audio (the original puts the reference before all predictions: one frame more, 40 ms late)."""
+    progress(0.0, "Finding the face in the portrait")
+    found = landmarks.detect_portrait(landmarker, image)
+    if found.depth is None:
+        raise InputError("The face landmarker gave no depth for the portrait's face; speech runs need mediapipe's "
+                         "3-D face landmarks.")
+    height, width = image.shape[:2]
+    normalised = np.concatenate([found.points / np.float32([width, height]), found.depth[:, None] / width], axis=1)
+    face = geometry.face_geometry(normalised, width, height, geometry.read_canonical_model(task_file()))
+    samples = read_speech(audio)
+    motion = speech.HeadMotion(options.head_pose, options.smoothing, options.still_head)
+    rendered = renderer()(samples, found.points, face, height, width, motion, cancel, progress)
+    points = np.concatenate([rendered.landmarks[:1], rendered.landmarks[2:]]).astype(np.float32)
+    return Landmarks(points, "speech audio")
 
 
 def landmark_frames(image: np.ndarray, points: np.ndarray, size: int) -> Iterator[np.ndarray]:
@@ -270,9 +342,12 @@ _PACE: dict[int, float] = {}  # working size -> seconds per window and step, mea
 
 
 def execute(ctx: JobContext) -> dict[str, Path]:
+    if ctx.inputs.get("audio") is not None:  # AniPortrait's landmarks come at 25 fps
+        ctx.options = ctx.options.replace(fps=FPS)
     opts = ctx.options
     sequence = run_landmarks(ctx.inputs, opts, lambda: ctx.checkpoint("mediapipe_face") / TASK_FILE, ctx.progress,
-                             ctx.cancel.check)
+                             ctx.cancel.check,
+                             lambda: ctx.pipeline().speech_renderer(ctx.checkpoint("aniportrait")))
     outputs = write_landmarks(ctx, sequence)  # the landmark preview, before any diffusion
     tracks, mask = ctx.inputs["trajectories"], ctx.inputs["mask"]
     if tracks is not None:  # hybrid: trajectories move what lies outside the mask (default: the face region)
@@ -280,7 +355,8 @@ def execute(ctx: JobContext) -> dict[str, Path]:
         outputs["trajectories"] = ctx.path("trajectories.json")
         outputs["trajectories"].write_text(json.dumps(tracks))
         outputs["mask"] = media.write_png(ctx.path("mask.png"), mask)
-    audio = driver_audio(ctx.inputs["driving"]) if ctx.inputs["driving"] is not None else None
+    sound = ctx.inputs["driving"] if ctx.inputs["driving"] is not None else ctx.inputs.get("audio")
+    audio = driver_audio(sound) if sound is not None else None
     ctx.cancel.check()
     pipeline = ctx.pipeline()
     if tracks is not None:  # the Trajectories task's adapter and CMP, shared with it
@@ -332,23 +408,36 @@ PREVIEW_KEEP_S = 3600  # preview videos older than this are removed when a new o
 
 
 def preview_landmarks(ctx: PreviewContext, image: Any, driving: Any = None, landmarks: Any = None,
-                      size: int | None = None, fps: int | None = None) -> str:
+                      size: int | None = None, fps: int | None = None, audio: Any = None,
+                      head_pose: float | None = None, smoothing: int | None = None,
+                      still_head: bool | None = None) -> str:
     """The landmark video a run would animate (the points drawn over the portrait), before any diffusion; a path.
 
-    Videos are kept by content (portrait, driver, size, fps), so asking again is instant."""
-    if not image or not (driving or landmarks):
-        raise PreviewUnavailable("Upload a portrait and a driving video (or a landmarks file) to see the landmarks.")
-    options = ctx.options(size=size, fps=fps)
-    inputs = validate({"image": image, "driving": driving, "landmarks": landmarks}, options)
+    Videos are kept by content (portrait, driver, size, fps, head motion), so asking again is instant."""
+    if not image or not (driving or landmarks or audio):
+        raise PreviewUnavailable("Upload a portrait and a driving video, speech audio or a landmarks file to see the "
+                                 "landmarks.")
+    options = ctx.options(size=size, fps=FPS if audio else fps, head_pose=head_pose, smoothing=smoothing,
+                          still_head=still_head)
+    inputs = validate({"image": image, "driving": driving, "landmarks": landmarks, "audio": audio}, options)
     key = hashlib.sha256()
-    for part in (image, driving or landmarks):
+    for part in (image, driving or audio or landmarks):
         key.update(Path(part).read_bytes())
     key.update(f"{options.size}:{options.fps}".encode())
+    if audio:
+        key.update(f"{options.head_pose}:{options.smoothing}:{options.still_head}".encode())
     target = PREVIEW_FOLDER / f"landmarks-{key.hexdigest()[:24]}.mp4"
     if target.is_file():
         return str(target)
-    sequence = run_landmarks(inputs, options, lambda: ctx.checkpoint("mediapipe_face") / TASK_FILE,
-                             lambda f, m: None, lambda: None)
+    def task_file() -> Path:
+        return ctx.checkpoint("mediapipe_face") / TASK_FILE
+
+    if audio:
+        with ctx.pipeline(options) as pipeline:
+            renderer = pipeline.speech_renderer(ctx.checkpoint("aniportrait"))
+            sequence = run_landmarks(inputs, options, task_file, lambda f, m: None, lambda: None, lambda: renderer)
+    else:
+        sequence = run_landmarks(inputs, options, task_file, lambda f, m: None, lambda: None)
     PREVIEW_FOLDER.mkdir(parents=True, exist_ok=True)
     _prune_previews()
     partial = target.with_suffix(".partial.mp4")
@@ -369,12 +458,15 @@ def _prune_previews() -> None:
 
 
 def preview_summary(ctx: PreviewContext, driving: Any = None, landmarks: Any = None, steps: int | None = None,
-                    size: int | None = None, fps: int | None = None) -> str:
+                    size: int | None = None, fps: int | None = None, audio: Any = None) -> str:
     """Frames, windows and denoising passes a run would take, and the expected time once a run has measured it."""
-    if not (driving or landmarks):
-        raise PreviewUnavailable("Upload a driving video or a landmarks file to see the frame count.")
-    options = ctx.options(steps=steps, size=size, fps=fps)
-    frames = check_driving(driving, options.fps) if driving else check_landmarks_header(Path(landmarks))
+    if not (driving or landmarks or audio):
+        raise PreviewUnavailable("Upload a driving video, speech audio or a landmarks file to see the frame count.")
+    options = ctx.options(steps=steps, size=size, fps=FPS if audio else fps)
+    if audio:
+        frames = check_speech(audio)
+    else:
+        frames = check_driving(driving, options.fps) if driving else check_landmarks_header(Path(landmarks))
     windows = window_count(frames)
     text = (f"{frames} frames ({frames / options.fps:.1f} s at {options.fps} fps): {windows} window(s) of up to "
             f"25 frames x {options.steps} steps = {windows * options.steps} denoising passes.")

@@ -119,13 +119,18 @@ def to_68(points: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------------- detection
 
-def portrait_landmarks(landmarker: Landmarker, image: np.ndarray) -> np.ndarray:
-    """The portrait's 68 points [68, 2] float32, or an InputError when no face is found."""
+def detect_portrait(landmarker: Landmarker, image: np.ndarray) -> FaceDetection:
+    """The portrait's face, or an InputError when no face is found."""
     found = landmarker.detect(image)
     if found is None:
         raise InputError("No face was found in the portrait. Use a picture with one clearly visible face, facing "
                          "the camera (a head-and-shoulders photo works best).")
-    return to_68(found.points).astype(np.float32)
+    return found
+
+
+def portrait_landmarks(landmarker: Landmarker, image: np.ndarray) -> np.ndarray:
+    """The portrait's 68 points [68, 2] float32, or an InputError when no face is found."""
+    return to_68(detect_portrait(landmarker, image).points).astype(np.float32)
 
 
 @dataclass(frozen=True)

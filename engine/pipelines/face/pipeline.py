@@ -45,6 +45,7 @@ from engine.tasks import Options
 from engine.weights import load_diffusers_model
 
 from .drawing import POSE_SIZE, draw_pose_image
+from .speech import SpeechRenderer
 from .windows import Window, periodic_windows, step_windows
 
 SVD_KEY, LDMK_KEY = "svd_xt_11", "mofa_ldmk"
@@ -82,6 +83,7 @@ class FacePipeline(Pipeline):
         self.offload = ModelOffload(self.device)
         self.svd = SVDSampler(unet, vae, image_encoder, scheduler.config, self.device, dtype, self.offload)
         self.trajectory: Any = None  # the Trajectories task's pipeline, for hybrid runs
+        self.cache: ModelCache | None = None  # the engine's network cache (speech runs load their renderer through it)
 
     @classmethod
     def load(cls, paths: Mapping[str, Path], device: Any, dtype: Any, offload: str = "none",
@@ -95,6 +97,7 @@ class FacePipeline(Pipeline):
             controlnet=load_diffusers_model(LandmarkControlNet, ldmk / LDMK_DIR, device, dtype, networks=networks),
             cmp=load_repo_cmp(ldmk, device, LDMK_KEY, networks),
             device=device, dtype=dtype)
+        pipeline.cache = networks
         return pipeline.with_offload(offload, networks)
 
     def networks(self) -> dict[str, nn.Module]:
@@ -108,6 +111,11 @@ class FacePipeline(Pipeline):
         """Hybrid runs: borrow the Trajectories task's pipeline (its FlowControlNet and CMP, shared with that task)."""
         self.trajectory = trajectory
         return self
+
+    def speech_renderer(self, folder: Path) -> SpeechRenderer:
+        """AniPortrait's speech -> landmarks networks from the 'aniportrait' checkpoint, on this pipeline's device
+        (float32), through the engine's network cache."""
+        return SpeechRenderer.load(folder, self.device, self.cache)
 
     @classmethod
     def check_options(cls, options: Options) -> None:

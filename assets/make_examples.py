@@ -66,8 +66,9 @@ def limb(image: np.ndarray, a: tuple[float, float], b: tuple[float, float], widt
 
 
 def densepose_frame(t: float, size: int = 256) -> np.ndarray:
-    """One frame of a dancer rendered as DensePose's body-surface colouring on black: arms wave, hips sway."""
-    image = np.zeros((size, size, 3), np.uint8)
+    """One frame of a dancer rendered as DensePose's body-surface colouring on its viridis(0) background: arms wave,
+    hips sway."""
+    image = np.full((size, size, 3), viridis(0.0), np.uint8)
     s = size / 256
     sway = 10 * math.sin(2 * math.pi * t)
     hip = (128 + sway, 150)

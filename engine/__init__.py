@@ -29,6 +29,7 @@ from engine.tasks import Option, Options, TaskSpec, discover_tasks
 __all__ = ["Engine", "EngineConfig", "Preview", "JobResult", "CancelToken", "Option", "Options", "TaskSpec",
            "RemainingTime", "Estimate", "Example", "JobCancelled", "human_size", "user_message"]
 Estimate = cost.Estimate
+DTYPE_NAMES = {"torch.float32": "fp32", "torch.bfloat16": "bf16", "torch.float16": "fp16"}  # as --dtype names them
 log = logging.getLogger("engine")
 
 
@@ -176,7 +177,7 @@ class Engine:
         resolved = self.task(task).parse_options(options)
         # the device's name only: building the model cache would touch the GPU (never in a ZeroGPU main process)
         device = self._device or runtime.choose_device(self.config.device)
-        dtype = str(self._dtype) if self._dtype is not None else self.config.dtype
+        dtype = DTYPE_NAMES.get(str(self._dtype), self.config.dtype)
         dtype = "fp32" if dtype == "auto" and device.type == "cpu" else dtype  # runtime.choose_dtype's CPU choice
         with applied(self.config.limits):
             return cost.estimate(task, inputs, resolved, str(device), dtype, self.history(task))

@@ -223,12 +223,13 @@ def pace(task: str, device: str, runs: list[Mapping[str, Any]]) -> tuple[float, 
 
 def estimate(task: str, inputs: Mapping[str, Any], options: Mapping[str, Any], device: str, dtype: str,
              runs: list[Mapping[str, Any]]) -> Estimate | None:
-    """Time and memory for a run on `device` with `dtype`; None for a task without a cost model."""
+    """Time and memory for a run on `device` with `dtype` (fp32, bf16, fp16 or auto); None for a task without a cost
+    model."""
     found = work(task, inputs, options)
     if found is None:
         return None
     on_cpu = device.startswith("cpu")
-    fp32 = "float32" in dtype or dtype == "fp32"
+    fp32 = dtype == "fp32"
     memory = found.memory_gib
     if memory is not None and found.bf16_figures and fp32:
         memory *= FP32_MEMORY

@@ -28,7 +28,7 @@ def project_examples() -> dict[str, list[Example]]:
     return {
         "pose": [Example("Drawn person, procedural DensePose dance",
                          {"image": _asset("pose", "person.png"), "motion": _asset("pose", "densepose_dance.mp4")},
-                         {"motion_kind": "densepose", "fps": 25})],
+                         {"fps": 25})],
         "densepose": [],
         "motion": [Example("Landscape: the sun sets, a cloud drifts, the lake ripples",
                            {"image": _asset("motion", "landscape.png"),

@@ -35,10 +35,10 @@ def build(engine: Engine) -> None:
             with gr.Column():
                 with gr.Row():
                     image = PictureInput(label="Reference image", type="filepath", sources=["upload", "clipboard"],
-                                         height=220)
+                                         height=220, elem_id="pose-reference")
                     fitted = gr.Image(label="As the model sees it", interactive=False, format="png", height=220)
                 motion = gr.Video(label="Motion (DensePose video, or any video of a person)", sources=["upload"],
-                                  format=None, height=220)
+                                  format=None, height=220, elem_id="pose-motion")
                 buttons = run_controls(engine, TASK)
                 with gr.Row():
                     extract = gr.Button("Extract DensePose", elem_id=f"{EXTRACTION}-run", size="sm")

@@ -2,9 +2,11 @@
 task's API endpoint, previews, the GPU wrap."""
 from __future__ import annotations
 
+import collections
 import inspect
 import logging
 import os
+import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,8 +72,24 @@ class PictureInput(gr.Image):
         except (UnidentifiedImageError, OSError, ValueError) as exc:
             name = getattr(payload, "orig_name", None) or Path(str(getattr(payload, "path", "") or "upload")).name
             message = f"'{name}' is not a picture this app can read. {media.IMAGE_HINT}"
-            log.warning("upload refused: %s", message)
+            if _first_refusal(str(getattr(payload, "path", name))):  # several events read the same upload
+                log.warning("upload refused: %s", message)
             raise gr.Error(message, print_exception=False) from exc
+
+
+_REFUSED: "collections.OrderedDict[str, None]" = collections.OrderedDict()
+_REFUSED_LOCK = threading.Lock()
+
+
+def _first_refusal(path: str, remembered: int = 64) -> bool:
+    """Whether this upload was not refused before (so the console gets one line per bad upload)."""
+    with _REFUSED_LOCK:
+        if path in _REFUSED:
+            return False
+        _REFUSED[path] = None
+        while len(_REFUSED) > remembered:
+            _REFUSED.popitem(last=False)
+        return True
 
 
 @dataclass

@@ -52,7 +52,7 @@ def test_cpu_estimates_use_the_benchmarks_and_warn_at_full_size(session_engine: 
 
 
 def test_a_gpu_without_earlier_runs_gets_memory_but_no_time(session_engine: Engine) -> None:
-    found = cost.estimate("motion", {}, options(session_engine, "motion"), "cuda", "torch.bfloat16", [])
+    found = cost.estimate("motion", {}, options(session_engine, "motion"), "cuda", "bf16", [])
     assert found.seconds is None and found.memory_gib > 0 and not found.warning
     assert "time not measured yet" in found.text()
 
@@ -65,7 +65,7 @@ def test_the_pace_of_earlier_runs_on_the_same_device_refines_the_estimate(sessio
             {"task": "dance", "device": "cpu", "estimate": {"model_s": 100.0}, "timings_s": {"run": 900.0}},
             {"task": "pose", "device": "cuda", "estimate": {"model_s": 100.0}, "timings_s": {"run": 900.0}},
             {"task": "dance", "device": "cuda", "estimate": None, "timings_s": {"run": 900.0}}]
-    found = cost.estimate("dance", {}, chosen, "cuda", "torch.float16", runs)
+    found = cost.estimate("dance", {}, chosen, "cuda", "fp16", runs)
     assert found.seconds == pytest.approx(modelled * 0.2, rel=1e-9)  # median of 0.1 and 0.3
     assert "2 earlier runs" in found.basis
 

@@ -12,7 +12,7 @@ import numpy as np
 from engine import Engine, JobResult, media, user_message
 from engine.errors import AnimateError
 from tabs import motion_drawing as draw
-from tabs.widgets import option_controls, preview_value, wire_task
+from tabs.widgets import PictureInput, add_examples, option_controls, preview_value, run_controls, wire_task
 
 TASK = "face"
 MASK_COLOUR = "#ffffff"
@@ -65,8 +65,8 @@ def build(engine: Engine) -> None:
         with gr.Row():
             with gr.Column():
                 with gr.Row():
-                    portrait = gr.Image(label="Portrait", type="filepath", sources=["upload", "clipboard"],
-                                        height=260)
+                    portrait = PictureInput(label="Portrait", type="filepath", sources=["upload", "clipboard"],
+                                            height=260)
                     driving = gr.Video(label="Driving face video", sources=["upload", "webcam"], format=None,
                                        height=260)
                 audio = gr.Audio(label="Or speech audio (wav, mp3, flac, ogg, m4a)", sources=["upload", "microphone"],
@@ -93,10 +93,10 @@ def build(engine: Engine) -> None:
                     mask = gr.Image(label="Landmark mask (white = driven by the landmarks)", type="filepath",
                                     image_mode="L", interactive=False, height=160)
                 controls = option_controls(spec)
-                with gr.Row():
-                    run = gr.Button("Animate", variant="primary")
-                    stop = gr.Button("Stop", variant="stop")
+                buttons = run_controls(engine, TASK)
             with gr.Column():
+                add_examples(engine, TASK, {"image": portrait, "driving": driving, "audio": audio,
+                                            "landmarks": landmarks, **controls})
                 preview = gr.Video(label="Landmarks (preview, before any diffusion)", format=None)
                 video = gr.Video(label="Result", format=None)
                 landmark_video = gr.Video(label="Landmarks used", format=None)
@@ -137,10 +137,10 @@ def build(engine: Engine) -> None:
 
         brush.change(on_brush, [drawing, brush], mask, api_visibility="private", trigger_mode="always_last")
 
-        wire_task(engine, TASK, run, stop, {"image": portrait, "driving": driving, "audio": audio,
-                                            "landmarks": landmarks, "trajectories": trajectories, "mask": mask},
-                  controls,
-                  [video, landmark_video, download], _present)
+        wire_task(engine, TASK, buttons.run, buttons.stop,
+                  {"image": portrait, "driving": driving, "audio": audio, "landmarks": landmarks,
+                   "trajectories": trajectories, "mask": mask},
+                  controls, [video, landmark_video, download], _present, buttons.cost)
 
         size, fps, steps = controls["size"], controls["fps"], controls["steps"]
         head_pose, smoothing, still_head = controls["head_pose"], controls["smoothing"], controls["still_head"]

@@ -199,3 +199,19 @@ def test_metric_mesh_projects_back_onto_the_screen_landmarks(tmp_path: Path) -> 
     centre = np.array([width / 2, height / 2])
     assert_relative_close(back, centre + (screen - centre) / DEPTH_SCALE)
     assert face.mesh.shape == (468, 3) and np.allclose(face.transform[3], [0, 0, 0, 1])
+
+
+# ---------------------------------------------------------------------------------------------------- benchmark
+
+def test_speech_benchmark_reports_time_per_audio_second() -> None:
+    from engine import bench
+    from engine.errors import InputError
+    from engine.tasks import discover_tasks
+
+    spec = discover_tasks()["face"]
+    report = bench.run(spec, device="cpu", size="tiny", driver="audio", seconds=0.5)
+    results = report["results"]
+    assert results["frames"] == 13 and results["s_per_audio_second"] > 0 and results["audio2pose_s"] >= 0
+    assert report["timings_s"]["audio_to_landmarks"] > 0
+    with pytest.raises(InputError, match="driver"):
+        bench.run(spec, device="cpu", size="tiny", driver="video")

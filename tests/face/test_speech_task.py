@@ -69,6 +69,7 @@ def test_speech_run_is_25_fps_with_the_speech_muxed_in(hybrid_run: Any) -> None:
     assert audio_seconds(outputs["video"]) == pytest.approx(SECONDS, abs=0.03)
     assert media.video_info(outputs["landmark_video"]).frames == FRAMES
     assert hybrid_run.settings["details"]["landmark_source"] == "speech audio"
+    assert hybrid_run.settings["details"]["fps"] == 25  # the fps option (10 here) is for driving videos
     assert set(hybrid_run.settings["checkpoints"]) >= {"aniportrait", "mediapipe_face", "mofa_traj"}
     assert "mask" in outputs  # hybrid: the default face mask from the speech landmarks
 

@@ -286,7 +286,8 @@ def run_landmarks(inputs: dict[str, Any], options: Options, task_file: Callable[
     landmarker = landmarks.open_landmarker(task_file)
     try:
         if inputs.get("audio") is not None:
-            assert renderer is not None, "speech runs need the AniPortrait renderer"
+            if renderer is None:
+                raise ValueError("speech runs need the AniPortrait renderer")
             return speak(landmarker, inputs["image"], inputs["audio"], task_file, renderer, options, progress,
                          cancel)
         return track_driver(landmarker, inputs["image"], inputs["driving"], options.fps, progress, cancel)
@@ -342,8 +343,9 @@ _PACE: dict[int, float] = {}  # working size -> seconds per window and step, mea
 
 
 def execute(ctx: JobContext) -> dict[str, Path]:
-    if ctx.inputs.get("audio") is not None:  # AniPortrait's landmarks come at 25 fps
+    if ctx.inputs.get("audio") is not None:  # AniPortrait's landmarks come at 25 fps, whatever the fps option says
         ctx.options = ctx.options.replace(fps=FPS)
+        ctx.record("fps", FPS)
     opts = ctx.options
     sequence = run_landmarks(ctx.inputs, opts, lambda: ctx.checkpoint("mediapipe_face") / TASK_FILE, ctx.progress,
                              ctx.cancel.check,

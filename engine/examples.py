@@ -38,7 +38,9 @@ def project_examples() -> dict[str, list[Example]]:
                           {"format": "webm", "background": "transparent"})],
         "face": [Example("Drawn portrait, talking landmarks",
                          {"image": _asset("face", "portrait.png"),
-                          "landmarks": _asset("face", "talking_landmarks.npy")})],
+                          "landmarks": _asset("face", "talking_landmarks.npy")}),
+                 Example("Drawn portrait, synthetic speech",
+                         {"image": _asset("face", "portrait.png"), "audio": _asset("face", "speech.wav")})],
         "fourd": [Example("A turning cube", {"video": _asset("fourd", "turning_cube.mp4")})],
     }
 

@@ -5,6 +5,7 @@ import gradio as gr
 
 from engine import Engine, human_size, user_message
 from engine.errors import AnimateError
+from tabs import watermark_check
 
 COLUMNS = ["task", "checkpoint", "repo", "size", "gated", "cached", "path", "files"]
 
@@ -49,6 +50,7 @@ def build(engine: Engine) -> None:
             download = gr.Button("Download checkpoints", variant="primary")
             refresh = gr.Button("Refresh")
         status = gr.Markdown()
+        watermark_check.build(engine)
 
         def do_download(task: str, progress: gr.Progress = gr.Progress()) -> tuple[list[list[object]], str, str]:
             try:

@@ -178,13 +178,14 @@ class PosePipeline(Pipeline):
 
     def _predict_noise(self, latents: torch.Tensor, t: torch.Tensor, text: torch.Tensor, ref_latent: torch.Tensor,
                        condition: torch.Tensor, windows: Sequence[list[int]], context: int,
-                       guided: bool, cancel: CancelToken) -> torch.Tensor:
+                       guided: bool, cancel: CancelToken | None = None) -> torch.Tensor:
         """Window-averaged noise prediction, (2 if guided else 1, 4, frames, h, w); uncond first. Stop is honoured
         before every ControlNet chunk and every window (a step of a long clip takes minutes on a CPU).
 
         ControlNet residuals depend only on a frame's own latent, so they are computed once per frame and kept
         in host memory while that fits in RESIDUAL_CACHE_BYTES; longer clips recompute them per window instead
         (about a third more ControlNet work, constant memory)."""
+        cancel = cancel or CancelToken()
         with self.offload.on_device(self.appearance):
             reference = [feature[0] for feature in self.appearance(ref_latent, t, text)]
         frames = latents.shape[2]

@@ -3,6 +3,7 @@ task's API endpoint, previews, the GPU wrap."""
 from __future__ import annotations
 
 import collections
+import functools
 import inspect
 import logging
 import os
@@ -60,21 +61,24 @@ def _in_rows(options: list[Option], columns: int) -> dict[str, Component]:
     return controls
 
 
-class PictureInput(gr.Image):
-    """gr.Image whose upload of something that is not a picture says so, naming the file and the fix (plain
-    gr.Image fails inside Gradio's preprocess with an empty "Error" badge)."""
+def PictureInput(**image_options: Any) -> gr.Image:  # noqa: N802 (named like the component it makes)
+    """A gr.Image whose upload of something that is not a picture says so, naming the file and the fix (a plain
+    gr.Image fails inside Gradio's preprocess with an empty "Error" badge). The check wraps this one component's
+    preprocess: a subclass would make Gradio write a .pyi stub beside this module."""
+    image = gr.Image(**image_options)
+    image.preprocess = functools.partial(_readable_preprocess, image.preprocess)
+    return image
 
-    is_template = True  # the browser renders it as an Image
 
-    def preprocess(self, payload: Any) -> Any:
-        try:
-            return super().preprocess(payload)
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            name = getattr(payload, "orig_name", None) or Path(str(getattr(payload, "path", "") or "upload")).name
-            message = f"'{name}' is not a picture this app can read. {media.IMAGE_HINT}"
-            if _first_refusal(str(getattr(payload, "path", name))):  # several events read the same upload
-                log.warning("upload refused: %s", message)
-            raise gr.Error(message, print_exception=False) from exc
+def _readable_preprocess(preprocess: Callable[[Any], Any], payload: Any) -> Any:
+    try:
+        return preprocess(payload)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        name = getattr(payload, "orig_name", None) or Path(str(getattr(payload, "path", "") or "upload")).name
+        message = f"'{name}' is not a picture this app can read. {media.IMAGE_HINT}"
+        if _first_refusal(str(getattr(payload, "path", name))):  # several events read the same upload
+            log.warning("upload refused: %s", message)
+        raise gr.Error(message, print_exception=False) from exc
 
 
 _REFUSED: "collections.OrderedDict[str, None]" = collections.OrderedDict()

@@ -47,7 +47,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         subprocess.run(["espeak-ng", "-w", str(spoken), "Hello there"], check=True, capture_output=True)
         paths["spoken"] = spoken
     else:
-        paths["spoken"] = write_speech(folder / "spoken.wav", 0.7)
+        paths["spoken"] = write_speech(folder / "spoken.wav", 0.4)
     return paths
 
 

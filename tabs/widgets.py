@@ -3,12 +3,12 @@ task's API endpoint, previews, the GPU wrap."""
 from __future__ import annotations
 
 import collections
-import functools
 import inspect
 import logging
 import os
 import threading
 import weakref
+from abc import ABCMeta
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -61,24 +61,31 @@ def _in_rows(options: list[Option], columns: int) -> dict[str, Component]:
     return controls
 
 
-def PictureInput(**image_options: Any) -> gr.Image:  # noqa: N802 (named like the component it makes)
-    """A gr.Image whose upload of something that is not a picture says so, naming the file and the fix (a plain
-    gr.Image fails inside Gradio's preprocess with an empty "Error" badge). The check wraps this one component's
-    preprocess: a subclass would make Gradio write a .pyi stub beside this module."""
-    image = gr.Image(**image_options)
-    image.preprocess = functools.partial(_readable_preprocess, image.preprocess)
-    return image
+class _NoStubMeta(type(gr.Image)):
+    """Gradio's component metaclass minus its side effect of writing a .pyi stub beside the defining module. Its
+    other work (wrapping a new __init__, registering new EVENTS) has nothing to do for a subclass that adds neither."""
+
+    def __new__(mcs, name: str, bases: tuple[type, ...], attrs: dict[str, Any]) -> type:
+        if "__init__" in attrs or "EVENTS" in attrs:
+            raise TypeError(f"{name}: use Gradio's own metaclass for a component with a new __init__ or EVENTS")
+        return ABCMeta.__new__(mcs, name, bases, attrs)
 
 
-def _readable_preprocess(preprocess: Callable[[Any], Any], payload: Any) -> Any:
-    try:
-        return preprocess(payload)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        name = getattr(payload, "orig_name", None) or Path(str(getattr(payload, "path", "") or "upload")).name
-        message = f"'{name}' is not a picture this app can read. {media.IMAGE_HINT}"
-        if _first_refusal(str(getattr(payload, "path", name))):  # several events read the same upload
-            log.warning("upload refused: %s", message)
-        raise gr.Error(message, print_exception=False) from exc
+class PictureInput(gr.Image, metaclass=_NoStubMeta):
+    """gr.Image whose upload of something that is not a picture says so, naming the file and the fix (a plain
+    gr.Image fails inside Gradio's preprocess with an empty "Error" badge)."""
+
+    is_template = True  # the browser renders it as an Image
+
+    def preprocess(self, payload: Any) -> Any:
+        try:
+            return super().preprocess(payload)
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            name = getattr(payload, "orig_name", None) or Path(str(getattr(payload, "path", "") or "upload")).name
+            message = f"'{name}' is not a picture this app can read. {media.IMAGE_HINT}"
+            if _first_refusal(str(getattr(payload, "path", name))):  # several events read the same upload
+                log.warning("upload refused: %s", message)
+            raise gr.Error(message, print_exception=False) from exc
 
 
 _REFUSED: "collections.OrderedDict[str, None]" = collections.OrderedDict()

@@ -1,4 +1,5 @@
-"""Video to 4D tab (SV4D 2.0): a video of an object -> videos of it from new viewpoints, an orbit, a frame viewer."""
+"""Video to 4D tab: a video of an object -> videos of it from new viewpoints, an orbit, a frame viewer (SV4D 2.0);
+or one picture -> a 21-view orbit around it (SV3D_u / SV3D_p, "Image to 3D orbit")."""
 from __future__ import annotations
 
 import zipfile
@@ -10,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from engine import Engine, JobResult
-from tabs.widgets import option_controls, preview_value, wire_task
+from tabs.widgets import add_examples, option_controls, preview_value, wire_task
 
 TASK = "fourd"
 CLIP_TYPES = ["video", ".gif", ".zip"]
@@ -46,10 +47,14 @@ def _present(result: JobResult) -> tuple[Any, ...]:
     files = result.files
     frames_zip = str(files["frames"])
     views, steps = view_count(frames_zip)
-    return (str(files["orbit"]), str(files["grid"]), view_files(files), str(files["processed_input"]),
-            [frames_zip, str(files["cameras"]), str(files["settings"])], frames_zip,
-            gr.Slider(minimum=0, maximum=views - 1, value=0, step=1),
-            gr.Slider(minimum=0, maximum=steps - 1, value=0, step=1), frame_at(frames_zip, 0, 0))
+    downloads = [str(files[name]) for name in ("frames", "cameras", "settings") if name in files]
+    orbit_only = "grid" not in files  # SV3D: an orbit of views, no time axis
+    return (str(files["orbit"]), None if orbit_only else str(files["grid"]), view_files(files),
+            None if orbit_only else str(files["processed_input"]), downloads, frames_zip,
+            gr.Slider(minimum=0, maximum=views - 1, value=views - 1 if orbit_only else 0, step=1),
+            gr.Slider(minimum=0, maximum=max(1, steps - 1), value=0, step=1, interactive=steps > 1),
+            frame_at(frames_zip, views - 1 if orbit_only else 0, 0),
+            str(files["processed_input"]) if orbit_only else None)
 
 
 def build(engine: Engine) -> None:
@@ -57,10 +62,20 @@ def build(engine: Engine) -> None:
     with gr.Tab("Video to 4D", id=TASK):
         gr.Markdown("Upload a short video of one object (a video file, a GIF, or a .zip of frames). 21 frames are "
                     "taken from it, the background is removed, and SV4D 2.0 films the object from new viewpoints "
-                    "while it moves. Check the processed input first: the object should be whole and centred.")
+                    "while it moves. Or, with the model sv3d_u / sv3d_p, upload one picture under **Image to 3D "
+                    "orbit**: SV3D makes 21 views around the object (sv3d_p along the elevation and azimuths you "
+                    "give). Check the processed input first: the object should be whole and centred.")
         with gr.Row():
             with gr.Column():
-                video = gr.File(label="Video of the object", file_types=CLIP_TYPES)
+                video = gr.File(label="Video of the object (models sv4d2, sv4d2_8views)", file_types=CLIP_TYPES)
+                with gr.Accordion("Image to 3D orbit (models sv3d_u, sv3d_p)", open=False):
+                    image = gr.Image(label="Picture of the object (one with transparency is used as it is)",
+                                     type="filepath", image_mode=None, height=220)
+                    image_preview = gr.Image(label="The picture as SV3D will see it", height=220)
+                    image_preview_btn = gr.Button("Preview background removal and framing", size="sm")
+                    gr.Markdown("sv3d_p cameras: `elevation` for every view, or 21 `elevations`; 21 `azimuths` "
+                                "(the last is the input's own view; empty: 360/21 degrees apart). Both lists are "
+                                "in the advanced options, as numbers separated by commas.")
                 with gr.Accordion("Processed input: preview and optional mask", open=False):
                     processed_preview = gr.Image(label="The 21 frames as the model will see them", height=260)
                     preview_btn = gr.Button("Preview background removal and framing", size="sm")
@@ -73,11 +88,13 @@ def build(engine: Engine) -> None:
                 with gr.Row():
                     run = gr.Button("Generate views", variant="primary")
                     stop = gr.Button("Stop", variant="stop")
+                examples_slot = gr.Column()
             with gr.Column():
                 orbit = gr.Video(label="Orbit: the camera goes around the object while it moves", format=None)
                 grid = gr.Video(label="All views over time (view 0 = the input)", format=None)
                 view_videos = gr.Gallery(label="One video per new view", columns=4, height=220)
                 processed = gr.Video(label="Processed input (view 0)", format=None)
+                processed_image = gr.Image(label="Processed input (SV3D: the last view)", height=200)
                 download = gr.File(label="Download: every frame as PNG, cameras, settings", file_count="multiple")
                 with gr.Group():
                     frames_zip = gr.State(None)
@@ -85,10 +102,12 @@ def build(engine: Engine) -> None:
                     view_slider = gr.Slider(0, 1, value=0, step=1, label="View (0 = the input)")
                     time_slider = gr.Slider(0, 20, value=0, step=1, label="Time (frame)")
 
-        inputs = {"video": video, "mask": mask, "model_config": model_config}
+        inputs = {"video": video, "image": image, "mask": mask, "model_config": model_config}
+        with examples_slot:
+            add_examples(engine, TASK, {**inputs, **controls})
         wire_task(engine, TASK, run, stop, inputs, controls,
-                  [orbit, grid, view_videos, processed, download, frames_zip, view_slider, time_slider, viewer],
-                  _present)
+                  [orbit, grid, view_videos, processed, download, frames_zip, view_slider, time_slider, viewer,
+                   processed_image], _present)
         gr.on([view_slider.change, time_slider.change], frame_at, [frames_zip, view_slider, time_slider], viewer,
               api_visibility="private", queue=False)
 
@@ -100,3 +119,12 @@ def build(engine: Engine) -> None:
 
         preview_btn.click(preview, [video, mask, controls["remove_bg"], controls["start_frame"], controls["size"]],
                           processed_preview, api_name="fourd_input_preview")
+
+        def preview_picture(image: str | None, mask: str | None, remove_bg: bool, size: float) -> Any:
+            if not image:
+                raise gr.Error("Upload a picture first.")
+            return preview_value(engine, TASK, "image", image=image, mask=mask or None, remove_bg=remove_bg,
+                                 size=int(size))
+
+        image_preview_btn.click(preview_picture, [image, mask, controls["remove_bg"], controls["size"]], image_preview,
+                                api_name="fourd_image_preview")

@@ -43,7 +43,7 @@ def test_the_file_holds_the_published_parts(tiny_folder: Path) -> None:
 
 
 def test_strict_load_shares_one_encoder_for_equal_copies(tiny_folder: Path) -> None:
-    nets = load_networks(tiny_folder / "sv4d2.safetensors", read_model_config(tiny_folder / "sv4d2.yaml"), "cpu",
+    nets = load_networks(tiny_folder / "sv4d2.safetensors", read_model_config(tiny_folder / "sv4d2.yaml", "sv4d2"), "cpu",
                          torch.float32)
     assert nets.frames_encoder is nets.view_encoder
     assert set(nets.named()) == {"unet", "clip", "cond_encoder", "decoder"}
@@ -58,7 +58,7 @@ def test_different_encoder_copies_load_separately(tiny_folder: Path, tmp_path: P
         state[ck.VIEW_ENCODER + "quant_conv.bias"] = state[ck.VIEW_ENCODER + "quant_conv.bias"] + 1
 
     folder = rewritten(tmp_path, tiny_folder, change)
-    nets = load_networks(folder / "sv4d2.safetensors", read_model_config(folder / "sv4d2.yaml"), "cpu", torch.float32)
+    nets = load_networks(folder / "sv4d2.safetensors", read_model_config(folder / "sv4d2.yaml", "sv4d2"), "cpu", torch.float32)
     assert nets.view_encoder is not nets.frames_encoder
     assert "cond_view_encoder" in nets.named()
     assert torch.equal(nets.view_encoder.quant_conv.bias, nets.frames_encoder.quant_conv.bias + 1)
@@ -72,7 +72,7 @@ def test_different_encoder_copies_load_separately(tiny_folder: Path, tmp_path: P
 def test_strictness(tiny_folder: Path, tmp_path: Path, change, message: str) -> None:
     folder = rewritten(tmp_path, tiny_folder, change)
     with pytest.raises(CheckpointError, match=message):
-        load_networks(folder / "sv4d2.safetensors", read_model_config(folder / "sv4d2.yaml"), "cpu", torch.float32)
+        load_networks(folder / "sv4d2.safetensors", read_model_config(folder / "sv4d2.yaml", "sv4d2"), "cpu", torch.float32)
 
 
 def test_a_config_of_another_size_is_a_clear_checkpoint_error(tiny_folder: Path) -> None:

@@ -56,9 +56,9 @@ def test_one_run_makes_every_view_of_every_frame(folder: Path, frames: np.ndarra
     assert result.views.shape == (4, 21, 64, 64, 3) and result.views.dtype == np.uint8
     assert result.azimuths == (60.0, 120.0, 180.0, 240.0) and not result.input_view_included
     assert len(decoded) == 2 and conditioned[0] is None  # windows [0..11], [9..20]; the first has no view images
-    assert torch.equal(conditioned[1], decoded[0][9 * 4:10 * 4])  # window 2 sees the views of frame 9 from window 1
+    assert torch.equal(conditioned[1], decoded[0][9 * 4:10 * 4] * 2 - 1)  # window 2 sees the views of frame 9 from window 1
     for t, (window, row) in {0: (0, 0), 8: (0, 8), 9: (1, 0), 20: (1, 11)}.items():  # frames 9-11: window 2 wins
-        expected = ((decoded[window][row * 4:(row + 1) * 4] + 1) / 2 * 255).permute(0, 2, 3, 1).numpy().astype(np.uint8)
+        expected = ((decoded[window][row * 4:(row + 1) * 4] * 2 - 1 + 1) / 2 * 255).permute(0, 2, 3, 1).numpy().astype(np.uint8)
         assert np.array_equal(result.views[:, t], expected)
     assert any("Window 2/2: denoising step 1/1" in m for m in reports)
 

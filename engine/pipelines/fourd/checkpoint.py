@@ -29,13 +29,19 @@ EXPECTED_UNUSED = (
     re.compile(r"conditioner\.embedders\.[14]\.encoder\.(decoder|post_quant_conv)\..*$"),
     re.compile(re.escape(MOTION_ENCODER) + ".*$"),
 )
+# SV3D (u and p): the text tower, and the decoding half of the one conditioning autoencoder (cond_frames).
+SV3D_UNUSED = (
+    EXPECTED_UNUSED[0],
+    re.compile(r"conditioner\.embedders\.1\.encoder\.(decoder|post_quant_conv)\..*$"),
+)
 
 
 class SV4DCheckpoint:
     """Key index of the file; tensors are read only when a part is loaded."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+    def __init__(self, path: Path, unused: tuple[re.Pattern[str], ...] = EXPECTED_UNUSED,
+                 kind: str = "SV4D 2.0") -> None:
+        self.path, self.unused, self.kind = Path(path), unused, kind
         if not self.path.is_file():
             raise CheckpointError(f"{self.path} is missing; download the checkpoint again.")
         try:
@@ -47,16 +53,16 @@ class SV4DCheckpoint:
     def check_layout(self, used_prefixes: Iterable[str]) -> None:
         """Every key belongs to a part the app loads or to the explicitly unused ones."""
         used = tuple(used_prefixes)
-        stray = [k for k in self.keys if not k.startswith(used) and not any(p.match(k) for p in EXPECTED_UNUSED)]
+        stray = [k for k in self.keys if not k.startswith(used) and not any(p.match(k) for p in self.unused)]
         if stray:
-            raise CheckpointError(f"{self.path.name} does not look like an SV4D 2.0 checkpoint: "
+            raise CheckpointError(f"{self.path.name} does not look like an {self.kind} checkpoint: "
                                   f"{describe_keys('unexpected', stray)}. Download it again.")
 
     def part(self, prefix: str, only: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
         """Tensors under `prefix` with it stripped (and, with `only`, only names starting with one of those)."""
         names = sorted(k for k in self.keys if k.startswith(prefix) and k[len(prefix):].startswith(only or ("",)))
         if not names:
-            raise CheckpointError(f"{self.path.name} has no tensors under '{prefix}'; it is not an SV4D 2.0 "
+            raise CheckpointError(f"{self.path.name} has no tensors under '{prefix}'; it is not an {self.kind} "
                                   "checkpoint or is incomplete. Download it again.")
         with safe_open(str(self.path), "pt") as handle:
             return {name[len(prefix):]: handle.get_tensor(name) for name in names}

@@ -99,33 +99,49 @@ class FourDConfig:
 
     @property
     def digest(self) -> str:
-        """Identifies the network hyper-parameters (network cache keys)."""
-        fields = {k: v for k, v in asdict(self).items() if k != "source"}
-        return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+        return config_digest(self)
 
 
-def built_in_config(model: str) -> FourDConfig:
+def config_digest(config: Any) -> str:
+    """Identifies a config's network hyper-parameters (network cache keys): every field but `source`."""
+    fields = {k: v for k, v in asdict(config).items() if k != "source"}
+    return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+
+
+SV3D_MODELS = ("sv3d_u", "sv3d_p")  # VideoUNet configs (sv3d_config.py); every other model is an SV4D config
+
+
+def built_in_config(model: str) -> Any:
     path = BUILT_IN / f"{model}.yaml"
     if not path.is_file():
         raise InputError(f"No built-in config for model '{model}'.")
-    return parse_model_config(yaml.safe_load(path.read_text()), source=f"built-in {model}")
+    return parse_config(yaml.safe_load(path.read_text()), model, source=f"built-in {model}")
 
 
-def read_model_config(path: str | Path) -> FourDConfig:
-    """A YAML in the original's inference-config format -> FourDConfig (InputError naming what is wrong)."""
+def read_model_config(path: str | Path, model: str) -> Any:
+    """A YAML in the original's inference-config format for `model` -> its config (InputError naming what is
+    wrong): FourDConfig for the SV4D models, SV3DConfig for sv3d_u / sv3d_p."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise InputError(f"The model config {path.name} could not be read as YAML: {str(exc).splitlines()[0]}") \
             from None
-    return parse_model_config(data, source=path.name)
+    return parse_config(data, model, source=path.name)
+
+
+def parse_config(data: Any, model: str, source: str = "config") -> Any:
+    if model in SV3D_MODELS:
+        from .sv3d_config import parse_sv3d_config
+
+        return parse_sv3d_config(data, source)
+    return parse_model_config(data, source)
 
 
 def parse_model_config(data: Any, source: str = "config") -> FourDConfig:
     if not isinstance(data, dict):
         raise InputError(f"The model config {source} is not a YAML mapping.")
-    data = _interpolate(data, {k: v for k, v in data.items() if not isinstance(v, (dict, list))}, source)
+    data = interpolate(data, {k: v for k, v in data.items() if not isinstance(v, (dict, list))}, source)
     try:
         params = data["model"]["params"]
         network = params["network_config"]["params"]
@@ -142,10 +158,10 @@ def parse_model_config(data: Any, source: str = "config") -> FourDConfig:
             polar_dim=int(embedders["polar_rad"]["outdim"]),
             azimuth_dim=int(embedders["azimuth_rad"]["outdim"]),
             unet=_unet_config(network, source),
-            clip=_clip_config(clip_params["open_clip_embedding_config"].get("params", {}).get("arch", "ViT-H-14"),
+            clip=clip_config(clip_params["open_clip_embedding_config"].get("params", {}).get("arch", "ViT-H-14"),
                               source),
-            encoder=_vae_config(encoder["ddconfig"], int(encoder.get("embed_dim", 4))),
-            decoder=_vae_config(decoder, int(decoder.get("z_channels", 4))),
+            encoder=vae_config(encoder["ddconfig"], int(encoder.get("embed_dim", 4))),
+            decoder=vae_config(decoder, int(decoder.get("z_channels", 4))),
             source=source)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InputError(f"The model config {source} is missing or has a wrong value for {exc}; it must follow the "
@@ -155,12 +171,12 @@ def parse_model_config(data: Any, source: str = "config") -> FourDConfig:
     return config
 
 
-def _interpolate(value: Any, variables: Mapping[str, Any], source: str) -> Any:
+def interpolate(value: Any, variables: Mapping[str, Any], source: str) -> Any:
     """OmegaConf-style `${NAME}` references to top-level scalars (the original's N_TIME, N_VIEW, N_FRAMES)."""
     if isinstance(value, dict):
-        return {k: _interpolate(v, variables, source) for k, v in value.items()}
+        return {k: interpolate(v, variables, source) for k, v in value.items()}
     if isinstance(value, list):
-        return [_interpolate(v, variables, source) for v in value]
+        return [interpolate(v, variables, source) for v in value]
     if isinstance(value, str) and (match := INTERPOLATION.match(value)):
         if match.group(1) not in variables:
             raise InputError(f"The model config {source} refers to ${{{match.group(1)}}}, which it does not define.")
@@ -197,7 +213,7 @@ def _unet_config(p: Mapping[str, Any], source: str) -> UNetConfig:
         separate_motion_merge_factor=bool(p.get("separate_motion_merge_factor", False)))
 
 
-def _clip_config(arch: Any, source: str) -> ClipConfig:
+def clip_config(arch: Any, source: str) -> ClipConfig:
     if isinstance(arch, str):
         if arch not in OPEN_CLIP_ARCHS:
             raise InputError(f"The model config {source} names the OpenCLIP arch '{arch}'; known: "
@@ -210,7 +226,7 @@ def _clip_config(arch: Any, source: str) -> ClipConfig:
                       mlp_ratio=float(vision.get("mlp_ratio", 4.0)))
 
 
-def _vae_config(dd: Mapping[str, Any], embed_dim: int) -> VAEConfig:
+def vae_config(dd: Mapping[str, Any], embed_dim: int) -> VAEConfig:
     return VAEConfig(ch=int(dd["ch"]), ch_mult=tuple(int(m) for m in dd["ch_mult"]),
                      num_res_blocks=int(dd["num_res_blocks"]),
                      attn_resolutions=tuple(int(r) for r in dd.get("attn_resolutions", [])),

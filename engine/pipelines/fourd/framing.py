@@ -68,6 +68,12 @@ def frame_square(frame: np.ndarray, square: Square, size: int, ratio: float = FR
     top, left = centre - rows // 2, centre - cols // 2
     canvas[top:top + rows, left:left + cols] = rgba[square.top:square.top + square.height,
                                                     square.left:square.left + square.width]
+    return on_white(canvas, size)
+
+
+def on_white(canvas: np.ndarray, size: int) -> np.ndarray:
+    """An RGBA canvas resized (LANCZOS) to size x size and composited on white in float64, truncated to uint8, as
+    the originals do. uint8 HxWx3."""
     resized = np.asarray(Image.fromarray(canvas).resize((size, size), Image.LANCZOS)) / 255.0
     alpha = resized[..., 3:]
     return ((resized[..., :3] * alpha + (1 - alpha)) * 255).astype(np.uint8)

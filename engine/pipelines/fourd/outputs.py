@@ -1,5 +1,5 @@
 """What a Video to 4D run writes: one mp4 per view, a view x time grid video, an orbit video, every frame as PNG in
-one zip, and the views' cameras."""
+one zip, and the views' cameras; for SV3D, the orbit's frames as the original script makes them."""
 from __future__ import annotations
 
 import io
@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
+import torch
 from PIL import Image
 
 from engine import media
@@ -101,3 +102,13 @@ def by_azimuth(views: np.ndarray, azimuths: Sequence[float], elevations: Sequenc
     order = sorted(range(len(azimuths)), key=lambda i: float(azimuths[i]) % 360.0)
     for i in order:
         yield views[i], float(azimuths[i]) % 360.0, float(elevations[i])
+
+
+def sv3d_frames(samples: torch.Tensor, watermark: bool) -> np.ndarray:
+    """float [N, 3, H, W] in [0, 1] -> uint8 [N, H, W, 3] as simple_video_sample.py@0ad7de9a5cb5 writes them:
+    the invisible watermark embedded into the float frames (when on), then (x * 255).astype(uint8), truncating."""
+    if watermark:
+        from engine.watermark import embed_watermark
+
+        samples = embed_watermark(samples)
+    return (samples.permute(0, 2, 3, 1) * 255).numpy().astype(np.uint8)

@@ -35,12 +35,12 @@ from engine.weights import assign_strict, build_on_meta
 from . import checkpoint as ck
 from .clip import OpenCLIPImageEmbedder
 from .conditioner import Conditioner, Conditioning
-from .config import FourDConfig, built_in_config, read_model_config
-from .sampler import AZIMUTHS, GUIDANCE, camera_angles, euler_sample, guidance_scales, v_scalings, windows
+from .config import SV3D_MODELS, FourDConfig, built_in_config, read_model_config
+from .sampler import AZIMUTHS, GUIDANCE, camera_angles, cfg_denoiser, euler_sample, guidance_scales, windows
 from .unet import SpatialUNetModelWithTime
 from .vae import ConditionEncoder, Decoder
 
-MODELS = ("sv4d2", "sv4d2_8views")
+MODELS = ("sv4d2", "sv4d2_8views")  # this class's models; SV3DPipeline runs SV3D_MODELS
 N_FRAMES = 21  # n_frames of simple_video_sample_4d2.py@0ad7de9a5cb5
 
 
@@ -79,27 +79,37 @@ def encoder_copies_equal(checkpoint: ck.SV4DCheckpoint) -> bool:
     return _EQUAL_COPIES[key]
 
 
+def load_part(checkpoint: ck.SV4DCheckpoint, config: Any, prefix: str, cls: type, build: Callable[[], nn.Module],
+              what: str, device: Any, dtype: torch.dtype, networks: ModelCache | None,
+              only: tuple[str, ...] = ()) -> Any:
+    """One part of a single-file checkpoint, strictly, through the network cache (keyed by file, part, class,
+    config digest, device and dtype)."""
+    file = checkpoint.path
+
+    def load() -> nn.Module:
+        model = build_on_meta(build)
+        try:
+            return assign_strict(model, checkpoint.part(prefix, only), f"{file.name} ({what}, {config.source})",
+                                 device, dtype)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{exc} If the checkpoint has other sizes than the config {config.source}, "
+                                  "give its config (--model-config, in the original's YAML format).") from exc
+
+    key = NetworkKey.of(f"{file}#{prefix}@{config.digest}", cls, device, dtype)
+    return cached_network(networks, key, load)
+
+
 def load_networks(file: Path, config: FourDConfig, device: Any, dtype: torch.dtype,
                   networks: ModelCache | None = None) -> Networks:
-    """Every part of the single checkpoint, strictly, through the network cache (keyed by file, part, class, config
-    digest, device and dtype). The decoder stays in float32, as the original runs it."""
+    """Every part of the single checkpoint, strictly, through the network cache. The decoder stays in float32, as
+    the original runs it."""
     checkpoint = ck.SV4DCheckpoint(file)
     checkpoint.check_layout((ck.UNET, ck.CLIP_VISUAL, ck.DECODER,
                              *(p + part for p in (ck.FRAMES_ENCODER, ck.VIEW_ENCODER) for part in ck.ENCODING_PARTS)))
 
     def part(prefix: str, cls: type, build: Callable[[], nn.Module], what: str, part_dtype: torch.dtype = dtype,
              only: tuple[str, ...] = ()) -> Any:
-        def load() -> nn.Module:
-            model = build_on_meta(build)
-            try:
-                return assign_strict(model, checkpoint.part(prefix, only), f"{file.name} ({what}, {config.source})",
-                                     device, part_dtype)
-            except CheckpointError as exc:
-                raise CheckpointError(f"{exc} If the checkpoint has other sizes than the config {config.source}, "
-                                      "give its config (--model-config, in the original's YAML format).") from exc
-
-        key = NetworkKey.of(f"{file}#{prefix}@{config.digest}", cls, device, part_dtype)
-        return cached_network(networks, key, load)
+        return load_part(checkpoint, config, prefix, cls, build, what, device, part_dtype, networks, only)
 
     frames_encoder = part(ck.FRAMES_ENCODER, ConditionEncoder, lambda: ConditionEncoder(config.encoder),
                           "cond_frames encoder", only=ck.ENCODING_PARTS)
@@ -130,10 +140,15 @@ class FourDPipeline(Pipeline):
     @classmethod
     def load(cls, paths: Mapping[str, Path], device: Any, dtype: Any, offload: str = "none",
              networks: ModelCache | None = None) -> "FourDPipeline":
-        chosen = [name for name in MODELS if name in paths]
+        known = MODELS + SV3D_MODELS
+        chosen = [name for name in known if name in paths]
         if len(chosen) != 1:
-            raise CheckpointError(f"Video to 4D needs exactly one of the checkpoints {', '.join(MODELS)}; "
+            raise CheckpointError(f"Video to 4D needs exactly one of the checkpoints {', '.join(known)}; "
                                   f"got {', '.join(paths) or 'none'}.")
+        if chosen[0] in SV3D_MODELS and cls is FourDPipeline:
+            from .sv3d_pipeline import SV3DPipeline
+
+            cls = SV3DPipeline
         pipeline = cls(chosen[0], Path(paths[chosen[0]]), device, dtype, networks)
         if not pipeline.file.is_file():
             raise CheckpointError(f"{pipeline.file} is missing; download the '{chosen[0]}' checkpoint again.")
@@ -142,11 +157,11 @@ class FourDPipeline(Pipeline):
     def default_config(self) -> FourDConfig:
         """A `<model>.yaml` beside the weights (a checkpoint of other sizes brings its config), else the built-in."""
         beside = self.folder / f"{self.model}.yaml"
-        return read_model_config(beside) if beside.is_file() else built_in_config(self.model)
+        return read_model_config(beside, self.model) if beside.is_file() else built_in_config(self.model)
 
     def use_config(self, model_config: str | Path | None) -> None:
         """Switch to another config (the `model_config` input); networks are rebuilt for it on next use."""
-        config = read_model_config(model_config) if model_config else self._default_config
+        config = read_model_config(model_config, self.model) if model_config else self._default_config
         if config.digest != self.config.digest:
             self.config, self._networks = config, None
             self.offload.enabled = False  # the new networks are staged when they are built
@@ -167,9 +182,12 @@ class FourDPipeline(Pipeline):
         pipeline._networks = nets
         return pipeline.with_offload(offload)
 
-    def built(self) -> Networks:
+    def load_networks(self) -> Any:
+        return load_networks(self.file, self.config, self.device, self.dtype, self.cache)
+
+    def built(self) -> Any:
         if self._networks is None:
-            self._networks = load_networks(self.file, self.config, self.device, self.dtype, self.cache)
+            self._networks = self.load_networks()
         if self._offload_mode == "model" and not self.offload.enabled:
             room = self.cache.make_room if self.cache is not None else None
             self.offload.enable(self._networks.named().values(), room=room)
@@ -223,7 +241,8 @@ class FourDPipeline(Pipeline):
             with self._stage(nets.unet):
                 latents = euler_sample(denoise, noise, opts.steps, step)
             report(0.9, "decoding")
-            images = self._decode(nets.decoder, latents, opts.decode_chunk, cancel)  # [T*V, 3, S, S] in [-1, 1]
+            # [T*V, 3, S, S] in [-1, 1]: the original keeps decoded views so (clamp((x + 1) / 2) * 2 - 1)
+            images = self._decode(nets.decoder, latents, opts.decode_chunk, cancel) * 2 - 1
             for i, t in enumerate(range(t0, t0 + n_time)):
                 latest[t] = images[i * n_view:(i + 1) * n_view]
                 # save_video in sv4d_helpers.py@0ad7de9a5cb5: ((img + 1) / 2 * 255).astype(uint8), truncating
@@ -247,33 +266,24 @@ class FourDPipeline(Pipeline):
     def _denoiser(self, unet: SpatialUNetModelWithTime, cond: Conditioning, uncond: Conditioning,
                   scales: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """D(x, sigma) with v-scaling, the CFG batch (uncond first) and the per-slot guidance scales."""
-        device, dtype = self.device, self.dtype
-        both = {name: torch.cat([getattr(uncond, name), getattr(cond, name)]).to(device)
-                for name in ("crossattn", "concat", "vector", "cond_view")}
-        scale = scales.view(-1, 1, 1, 1).to(device)
+        names = ("crossattn", "concat", "vector", "cond_view")
         num_frames = len(cond.concat)
 
-        def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-            c_skip, c_out, c_in, c_noise = v_scalings(sigma)
-            doubled = torch.cat([x, x]).to(device)
-            model_in = torch.cat([doubled * c_in, both["concat"]], dim=1)
-            out = unet(model_in.to(dtype), c_noise.expand(len(doubled)).to(device), both["crossattn"],
-                       both["vector"], both["cond_view"], num_frames).float()
-            denoised = out * c_out + doubled * c_skip
-            uncond_x, cond_x = denoised.chunk(2)
-            return (uncond_x + scale * (cond_x - uncond_x)).cpu()
+        def network(model_in: torch.Tensor, c_noise: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+            return unet(model_in, c_noise, batch["crossattn"], batch["vector"], batch["cond_view"], num_frames)
 
-        return denoise
+        return cfg_denoiser(network, {n: getattr(cond, n) for n in names}, {n: getattr(uncond, n) for n in names},
+                            scales, self.device, self.dtype)
 
     def _decode(self, decoder: Decoder, latents: torch.Tensor, chunk: int, cancel: CancelToken) -> torch.Tensor:
-        """Latents / scale factor -> clamp((x + 1) / 2) -> images in [-1, 1] (the original keeps them so), CPU."""
+        """Latents / scale factor -> decoder (float32) -> clamp((x + 1) / 2): images in [0, 1], CPU."""
         latents = latents / self.config.scale_factor
         out = []
         with self._stage(decoder):
             for start in range(0, len(latents), chunk):
                 cancel.check()
                 decoded = decoder(latents[start:start + chunk].to(self.device, torch.float32)).float().cpu()
-                out.append(torch.clamp((decoded + 1.0) / 2.0, min=0.0, max=1.0) * 2 - 1)
+                out.append(torch.clamp((decoded + 1.0) / 2.0, min=0.0, max=1.0))
         return torch.cat(out)
 
 

@@ -8,7 +8,7 @@ Spatiotemporal for 8 views), sgm/modules/diffusionmodules/{guiders,discretizer,d
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -22,8 +22,9 @@ AZIMUTHS = {"sv4d2": (0, 60, 120, 180, 240), "sv4d2_8views": (0, 30, 75, 120, 16
 
 @dataclass(frozen=True)
 class Guidance:
-    """LinearPredictionGuider (kind "linear": min -> max over the t*v slots) or SpatiotemporalPredictionGuider
-    (kind "spatiotemporal": 0.5 * linspace over frames + 0.5 * triangle over views, scaled to min..max)."""
+    """LinearPredictionGuider (kind "linear": min -> max over the t*v slots), SpatiotemporalPredictionGuider
+    (kind "spatiotemporal": 0.5 * linspace over frames + 0.5 * triangle over views, scaled to min..max) or
+    TrianglePredictionGuider (kind "triangle", period 1, SV3D: min -> max -> min over the slots)."""
 
     kind: str
     max_scale: float
@@ -64,6 +65,9 @@ def guidance_scales(guidance: Guidance, n_time: int, n_view: int) -> torch.Tenso
     slots = n_time * n_view
     if guidance.kind == "linear":
         return torch.linspace(guidance.min_scale, guidance.max_scale, slots)
+    if guidance.kind == "triangle":
+        return triangle_wave(torch.linspace(0, 1, slots)) * (guidance.max_scale - guidance.min_scale) + \
+            guidance.min_scale
     scale = torch.zeros(slots).view(n_time, n_view)
     scale += torch.linspace(0, 1, n_time)[:, None] * 0.5
     scale += triangle_wave(torch.linspace(0, 1, n_view))[None, :] * 0.5
@@ -103,3 +107,26 @@ def euler_sample(denoise: Denoise, noise: torch.Tensor, steps: int,
         x = x + (following - sigma) * ((x - denoised) / sigma)
         on_step(i)
     return x
+
+
+Network = Callable[[torch.Tensor, torch.Tensor, Mapping[str, torch.Tensor]], torch.Tensor]
+"""network(model_in, c_noise, batch) -> the raw output; `batch` holds the CFG batch's other inputs (uncond first)."""
+
+
+def cfg_denoiser(network: Network, cond: Mapping[str, torch.Tensor], uncond: Mapping[str, torch.Tensor],
+                 scales: torch.Tensor, device: torch.device, dtype: torch.dtype) -> Denoise:
+    """D(x, sigma) with v-scaling, the CFG batch (uncond first, as the guiders' prepare_inputs), the noisy latents
+    scaled by c_in and concatenated with `concat` along channels, and one guidance scale per latent."""
+    both = {name: torch.cat([uncond[name], cond[name]]).to(device) for name in cond}
+    scale = scales.view(-1, 1, 1, 1).to(device)
+
+    def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        c_skip, c_out, c_in, c_noise = v_scalings(sigma)
+        doubled = torch.cat([x, x]).to(device)
+        model_in = torch.cat([doubled * c_in, both["concat"]], dim=1)
+        out = network(model_in.to(dtype), c_noise.expand(len(doubled)).to(device), both).float()
+        denoised = out * c_out + doubled * c_skip
+        uncond_x, cond_x = denoised.chunk(2)
+        return (uncond_x + scale * (cond_x - uncond_x)).cpu()
+
+    return denoise

@@ -17,6 +17,7 @@ and sgm/modules/diffusionmodules/openaimodel.py@0ad7de9a5cb5 (Stability-AI/gener
 from __future__ import annotations
 
 import math
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -90,19 +91,22 @@ class ResBlock(nn.Module):
 
 
 class ResBlockWithTime(ResBlock):
-    """PostHocResBlockWithTime: the spatial block, then a Conv3d block over the whole (frame, view) sequence."""
+    """PostHocResBlockWithTime: the spatial block, then a Conv3d block over the whole (frame, view) sequence.
+    `temporal_name` is the temporal block's parameter name (VideoUNet's VideoResBlock calls it time_stack)."""
+
+    temporal_name = "time_mix_blocks"
 
     def __init__(self, channels: int, emb_channels: int, out_channels: int, time_kernel_size: tuple[int, ...]) -> None:
         super().__init__(channels, emb_channels, out_channels)
-        self.time_mix_blocks = ResBlock(out_channels, emb_channels, out_channels, dims=3,
-                                        kernel_size=time_kernel_size, exchange_temb_dims=True)
+        self.add_module(self.temporal_name, ResBlock(out_channels, emb_channels, out_channels, dims=3,
+                                                     kernel_size=time_kernel_size, exchange_temb_dims=True))
         self.time_mixer = AlphaBlender()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor, num_frames: int) -> torch.Tensor:
         x = super().forward(x, emb)
         n, c, h, w = x.shape
         spatial = x.view(n // num_frames, num_frames, c, h, w).transpose(1, 2)  # b c (t v) h w
-        temporal = self.time_mix_blocks(spatial, emb.view(n // num_frames, num_frames, -1))
+        temporal = getattr(self, self.temporal_name)(spatial, emb.view(n // num_frames, num_frames, -1))
         return self.time_mixer(spatial, temporal).transpose(1, 2).reshape(n, c, h, w)
 
 
@@ -302,8 +306,14 @@ class SpatialTransformerWithTimeMixingAndMotion(nn.Module):
         return x + x_in
 
 
-class SpatialUNetModelWithTime(nn.Module):
-    def __init__(self, config: UNetConfig) -> None:
+class UNetLayout(nn.Module):
+    """openaimodel's layout shared by SpatialUNetModelWithTime and VideoUNet: time and label (vector) embeddings,
+    input blocks (a res block per level and repeat, attention where the downsampling factor is listed, a strided
+    conv between levels), a middle res-attention-res, output blocks with skip connections and nearest upsampling,
+    and the output norm + conv. `res(ch_in, ch_out)` and `attention(ch)` make the model's own blocks."""
+
+    def __init__(self, config: Any, res: Callable[[int, int], nn.Module],
+                 attention: Callable[[int], nn.Module]) -> None:
         super().__init__()
         self.config = config
         mc = config.model_channels
@@ -311,14 +321,6 @@ class SpatialUNetModelWithTime(nn.Module):
         self.time_embed = nn.Sequential(nn.Linear(mc, embed), nn.SiLU(), nn.Linear(embed, embed))
         self.label_emb = nn.Sequential(nn.Sequential(nn.Linear(config.adm_in_channels, embed), nn.SiLU(),
                                                      nn.Linear(embed, embed)))
-
-        def res(ch_in: int, ch_out: int) -> ResBlockWithTime:
-            return ResBlockWithTime(ch_in, embed, ch_out, config.time_kernel_size)
-
-        def attn(ch: int) -> SpatialTransformerWithTimeMixingAndMotion:
-            return SpatialTransformerWithTimeMixingAndMotion(ch, ch // config.num_head_channels,
-                                                             config.num_head_channels, config)
-
         self.input_blocks = nn.ModuleList([nn.ModuleList([nn.Conv2d(config.in_channels, mc, 3, padding=1)])])
         chans, ch, ds = [mc], mc, 1
         for level, mult in enumerate(config.channel_mult):
@@ -326,26 +328,52 @@ class SpatialUNetModelWithTime(nn.Module):
                 layers: list[nn.Module] = [res(ch, mult * mc)]
                 ch = mult * mc
                 if ds in config.attention_resolutions:
-                    layers.append(attn(ch))
+                    layers.append(attention(ch))
                 self.input_blocks.append(nn.ModuleList(layers))
                 chans.append(ch)
             if level != len(config.channel_mult) - 1:
                 self.input_blocks.append(nn.ModuleList([Downsample(ch)]))
                 chans.append(ch)
                 ds *= 2
-        self.middle_block = nn.ModuleList([res(ch, ch), attn(ch), res(ch, ch)])
+        self.middle_block = nn.ModuleList([res(ch, ch), attention(ch), res(ch, ch)])
         self.output_blocks = nn.ModuleList()
         for level, mult in list(enumerate(config.channel_mult))[::-1]:
             for i in range(config.num_res_blocks + 1):
                 layers = [res(ch + chans.pop(), mc * mult)]
                 ch = mc * mult
                 if ds in config.attention_resolutions:
-                    layers.append(attn(ch))
+                    layers.append(attention(ch))
                 if level and i == config.num_res_blocks:
                     layers.append(Upsample(ch))
                     ds //= 2
                 self.output_blocks.append(nn.ModuleList(layers))
         self.out = nn.Sequential(GroupNorm32(ch), nn.SiLU(), nn.Conv2d(mc, config.out_channels, 3, padding=1))
+
+    def embedding(self, timesteps: torch.Tensor, y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """time_embed(sinusoid of the timesteps) + label_emb(vector)."""
+        emb = self.time_embed(timestep_embedding(timesteps, self.config.model_channels).to(dtype))
+        return emb + self.label_emb(y.to(dtype))
+
+    def unet(self, x: torch.Tensor, run: Callable[[nn.ModuleList, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """The block sequence with skips; `run(layers, h)` runs one block's layers."""
+        hs = []
+        h = x
+        for block in self.input_blocks:
+            h = run(block, h)
+            hs.append(h)
+        h = run(self.middle_block, h)
+        for block in self.output_blocks:
+            h = run(block, torch.cat([h, hs.pop()], dim=1))
+        return self.out(h)
+
+
+class SpatialUNetModelWithTime(UNetLayout):
+    def __init__(self, config: UNetConfig) -> None:
+        embed = 4 * config.model_channels
+        super().__init__(
+            config, lambda ch_in, ch_out: ResBlockWithTime(ch_in, embed, ch_out, config.time_kernel_size),
+            lambda ch: SpatialTransformerWithTimeMixingAndMotion(ch, ch // config.num_head_channels,
+                                                                 config.num_head_channels, config))
 
     @staticmethod
     def _run(layers: nn.ModuleList, h: torch.Tensor, emb: torch.Tensor, context: torch.Tensor,
@@ -363,15 +391,6 @@ class SpatialUNetModelWithTime(nn.Module):
                 cond_view: torch.Tensor, num_frames: int) -> torch.Tensor:
         """x [b*t*v, in, h, w] (noisy latents + concat latents); timesteps [b*t*v] (c_noise); context [b, t, d];
         y [b*t*v, adm] (the vector); cond_view [b*v, 4, h, w]; num_frames = t*v."""
-        emb = self.time_embed(timestep_embedding(timesteps, self.config.model_channels).to(x.dtype))
-        emb = emb + self.label_emb(y.to(x.dtype))
+        emb = self.embedding(timesteps, y, x.dtype)
         context, cond_view = context.to(x.dtype), cond_view.to(x.dtype)
-        hs = []
-        h = x
-        for block in self.input_blocks:
-            h = self._run(block, h, emb, context, cond_view, num_frames)
-            hs.append(h)
-        h = self._run(self.middle_block, h, emb, context, cond_view, num_frames)
-        for block in self.output_blocks:
-            h = self._run(block, torch.cat([h, hs.pop()], dim=1), emb, context, cond_view, num_frames)
-        return self.out(h)
+        return self.unet(x, lambda layers, h: self._run(layers, h, emb, context, cond_view, num_frames))

@@ -205,6 +205,13 @@ def test_bad_speech_files_are_refused_by_name(engine: Engine, files: dict[str, P
             "Both were given")
 
 
+def test_no_face_in_the_portrait_is_refused_before_the_models_load(engine: Engine, files: dict[str, Path],
+                                                                   tmp_path: Path, fake_landmarker: list) -> None:
+    black = tmp_path / "black.png"
+    media.write_png(black, np.zeros((80, 96, 3), np.uint8))
+    refused(engine, {"image": black, "audio": files["speech"]}, "No face was found in the portrait")
+
+
 def test_long_speech_is_refused_from_its_header(tiny_hub: Path, files: dict[str, Path], tmp_path: Path) -> None:
     engine = Engine(EngineConfig(device="cpu", outputs=tmp_path / "outputs", cache_dir=tiny_hub, offline=True,
                                  limits=Limits(max_video_frames=5)))

@@ -104,5 +104,5 @@ def bench(harness: Harness, size: str, frames: int, steps: int, driver: str, sec
         start = time.perf_counter()
         pipeline(inputs, options, progress=stamp_steps)
     per_step = (stamps[-1] - stamps[0]) / (len(stamps) - 1) if len(stamps) > 1 else stamps[0] - start
-    return {"resolution": side, "frames": frames, "windows_per_step": len(periodic_windows(frames)), "s_per_step": round(per_step, 4),
-            "motion_field_s": round(stamps[0] - start, 4)}
+    return {"resolution": side, "frames": frames, "windows_per_step": len(periodic_windows(frames)),
+            "s_per_step": round(per_step, 4), "motion_field_s": round(stamps[0] - start, 4)}

@@ -132,7 +132,8 @@ class FacePipeline(Pipeline):
             raise InputError(f"Landmarks must be an array of shape [N, {LANDMARKS}, 2] ((x, y) per point and frame); "
                              f"got shape {list(points.shape)}.")
         if len(points) < 2:
-            raise InputError(f"Landmarks need at least 2 frames (entry 0 is the portrait's own face); got {len(points)}.")
+            raise InputError("Landmarks need at least 2 frames (entry 0 is the portrait's own face); "
+                             f"got {len(points)}.")
         if not np.isfinite(points).all():
             raise InputError("Landmarks hold NaN or infinite values; every point needs finite pixel coordinates.")
         scale, left, top = transform

@@ -9,8 +9,9 @@ import gradio as gr
 from engine import Engine, JobResult, media, user_message
 from engine.errors import AnimateError
 from tabs import motion_drawing as draw
-from tabs.widgets import (PictureInput, add_examples, console_line, on_gpu, option_controls, remember_controls,
-                          run_controls, wire_task)
+from tabs import zerogpu
+from tabs.widgets import (PictureInput, add_examples, console_line, option_controls, remember_controls, run_controls,
+                          wire_task)
 
 TASK = "motion"
 POINTS, BRUSH = "Trajectory points", "Motion brush"
@@ -91,7 +92,7 @@ def build(engine: Engine) -> None:
                 return None, f"⚠️ {user_message(exc)}"
             return shown.value, shown.note
 
-        preview_fn = on_gpu(refresh_preview, duration=30)
+        preview_fn = zerogpu.gpu(refresh_preview, duration=30)
 
         def edited(event: Any) -> None:
             event.then(preview_fn, [drawing, size], [flow_preview, note], api_visibility="private",

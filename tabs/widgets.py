@@ -1,11 +1,11 @@
 """UI pieces shared by the tabs: option controls built from the engine's Option specs, the Run/Stop wiring that makes a
-task's API endpoint, previews, the GPU wrap."""
+task's API endpoint (on ZeroGPU through tabs.zerogpu), the cost box, examples, picture inputs that explain a bad upload,
+previews."""
 from __future__ import annotations
 
 import collections
 import inspect
 import logging
-import os
 import threading
 import weakref
 from abc import ABCMeta
@@ -20,6 +20,7 @@ from PIL import UnidentifiedImageError
 
 from engine import CancelToken, Engine, JobCancelled, JobResult, Option, RemainingTime, TaskSpec, media, user_message
 from engine.errors import AnimateError
+from tabs import zerogpu
 
 log = logging.getLogger("tabs")
 STOP_LABEL, STOPPING = "Stop", "Stopping..."
@@ -210,12 +211,13 @@ def wire_task(engine: Engine, task: str, run_button: gr.Button, stop_button: gr.
             gr.Info(CANCELLED)
             return tuple(gr.skip() for _ in outputs) if len(outputs) > 1 else gr.skip()
 
-    event = run_button.click(on_gpu(named_handler(defaults, body)), [*inputs.values(), *options.values()], outputs,
+    event = run_button.click(zerogpu.task_handler(engine, task, named_handler(defaults, body)),
+                             [*inputs.values(), *options.values()], outputs,
                              api_name=task, concurrency_limit=None)  # the engine's device slot serialises jobs
     label = stop_button.value
 
     def stopping(request: gr.Request) -> Any:
-        return gr.update(value=STOPPING, interactive=False) if engine.cancel(request.session_hash) else gr.skip()
+        return gr.update(value=STOPPING, interactive=False) if stop_session(engine, request.session_hash) else gr.skip()
 
     stop_button.click(stopping, None, stop_button, api_visibility="private", queue=False)
     event.then(lambda: gr.update(value=label, interactive=True), None, stop_button, api_visibility="private",
@@ -296,18 +298,14 @@ def preview_value(engine: Engine, task: str, name: str, **values: Any) -> Any:
     return preview.value
 
 
-def on_gpu(fn: Callable[..., Any], duration: int = 300) -> Callable[..., Any]:
-    """On a ZeroGPU Space, run fn on a GPU worker; elsewhere return fn unchanged."""
-    if not os.environ.get("SPACES_ZERO_GPU"):
-        return fn
-    import spaces
-
-    return spaces.GPU(duration=duration)(fn)
-
-
 def session_stopper(engine: Engine) -> Callable[[gr.Request], None]:
     """A handler that cancels the calling session's job: it stops at its next step and writes nothing."""
     def stop(request: gr.Request) -> None:
-        engine.cancel(request.session_hash)
+        stop_session(engine, request.session_hash)
 
     return stop
+
+
+def stop_session(engine: Engine, session: Any) -> bool:
+    """Cancel the session's job, here or on a ZeroGPU worker (a forked copy of the engine). True if one ran."""
+    return engine.cancel(session) or zerogpu.request_stop(session)

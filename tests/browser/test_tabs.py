@@ -1,0 +1,92 @@
+"""Each tab as a user meets it in Chromium at 1440x900 (tiny models, CPU): load the example, shrink the work, run, see
+the result; a bad upload names the file; Stop reports the cancel as information."""
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import Page, expect
+
+RUN_TIMEOUT_MS = 150_000  # a tiny run on a loaded 2-core CPU
+
+
+def open_tab(page: Page, title: str, task: str) -> None:
+    page.get_by_role("tab", name=title).click()
+    expect(page.locator(f"#{task}-run")).to_be_visible()
+
+
+def load_example(page: Page, task: str) -> None:
+    page.locator(f"#{task}-examples button.gallery-item").first.click()
+
+
+def open_advanced(page: Page) -> None:
+    page.locator("button.label-wrap:visible", has_text="Advanced settings").click()
+
+
+def set_number(page: Page, label: str, value: float) -> None:
+    """A slider's number box (or a plain number field) of the visible tab; Enter commits it."""
+    box = page.locator(f'input[aria-label="number input for {label}"]:visible')
+    if not box.count():
+        box = page.get_by_label(label, exact=True).locator("visible=true")
+    box.first.fill(str(value))
+    box.first.press("Enter")
+
+
+def expect_result_video(page: Page, task: str) -> None:
+    expect(page.locator(f"#{task}-result video")).to_have_attribute("src", re.compile(r".+"), timeout=RUN_TIMEOUT_MS)
+    assert not page.locator(".toast-body.error").count(), page.locator(".toast-body.error").all_inner_texts()
+
+
+def test_pose_example_runs_and_shows_the_result(page: Page) -> None:
+    load_example(page, "pose")
+    expect(page.locator("#pose-reference img")).to_be_visible()
+    set_number(page, "Size", 64)
+    set_number(page, "Steps", 1)
+    page.locator("#pose-run").click()
+    expect_result_video(page, "pose")
+
+
+def test_motion_example_runs_and_shows_the_result(page: Page) -> None:
+    open_tab(page, "Trajectories", "motion")
+    load_example(page, "motion")
+    expect(page.locator("#motion-canvas img")).to_be_visible()
+    set_number(page, "Frames", 4)
+    set_number(page, "Steps", 1)
+    page.locator("#motion-run").click()
+    expect_result_video(page, "motion")
+
+
+def test_dance_example_runs_and_shows_the_result(page: Page) -> None:
+    open_tab(page, "Character dance", "dance")
+    load_example(page, "dance")
+    expect(page.locator("#dance-sheets img").first).to_be_visible()
+    open_advanced(page)
+    set_number(page, "Frame end", 2)
+    page.locator("#dance-run").click()
+    expect_result_video(page, "dance")
+
+
+def test_a_bad_upload_shows_a_message_naming_the_file(page: Page, tmp_path) -> None:
+    """A text file renamed .png passes the browser's type filter and is refused by the app with its own message;
+    a .txt is refused by the upload box itself, which names the file too."""
+    fake = tmp_path / "notes.png"
+    fake.write_text("not a picture")
+    page.locator("#pose-reference input[type=file]").set_input_files(str(fake))
+    message = page.locator(".toast-body.error", has_text="notes.png")
+    expect(message).to_contain_text("is not a picture")
+    text = tmp_path / "notes.txt"
+    text.write_text("not a picture either")
+    page.locator("#pose-reference input[type=file]").set_input_files(str(text))
+    expect(page.locator(".toast-body.error", has_text="notes.txt")).to_be_visible()
+
+
+def test_stop_shows_stopping_then_cancelled(page: Page) -> None:
+    load_example(page, "pose")
+    expect(page.locator("#pose-reference img")).to_be_visible()
+    set_number(page, "Size", 64)
+    set_number(page, "Steps", 100)
+    page.locator("#pose-run").click()
+    page.wait_for_timeout(3000)  # the job has started
+    page.locator("#pose-stop").click()
+    expect(page.locator("#pose-stop")).to_contain_text("Stopping", timeout=5_000)
+    expect(page.locator(".toast-body.info", has_text="Cancelled")).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    assert not page.locator(".toast-body.error").count()

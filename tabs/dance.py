@@ -68,7 +68,7 @@ def build(engine: Engine) -> None:
                     "automatically) and a pose sequence. Leave the poses empty to use the built-in example motion.")
         with gr.Row():
             with gr.Column():
-                sheets = gr.File(label="Character sheets", file_count="multiple", file_types=["image"])
+                sheets = gr.File(label="Character sheets", file_count="multiple", file_types=["image"], height=150)
                 thumbnails = gr.Gallery(label="Sheets uploaded", columns=8, height=110, allow_preview=False,
                                         elem_id="dance-sheets")
                 with gr.Accordion("Cut-out: preview and optional masks", open=False):
@@ -77,7 +77,7 @@ def build(engine: Engine) -> None:
                     masks = gr.File(label="Masks (optional, one per sheet, white = character)", file_count="multiple",
                                     file_types=["image"])
                 poses = gr.File(label="Poses: zip of UDP .npz frames, or a dance video / zip of frames (empty: the "
-                                "built-in motion)", file_types=[".zip", ".npz", "video"])
+                                "built-in motion)", file_types=[".zip", ".npz", "video"], height=150)
                 buttons = run_controls(engine, TASK)
                 controls = option_controls(spec, [o.name for o in spec.options if o.name != "background"])
                 with gr.Row():
@@ -92,7 +92,7 @@ def build(engine: Engine) -> None:
             with gr.Column():
                 examples = gr.Column()
                 video = gr.Video(label="Result", format=None, height=320)
-                download = gr.File(label="Download")
+                download = gr.File(label="Download", height=110)
                 gallery = gr.Gallery(label="Preview frames", columns=4)
         with examples:
             add_examples(engine, TASK, {"sheets": sheets, "masks": masks, "poses": poses, **controls,

@@ -198,3 +198,16 @@ def test_gpu_time_grows_with_the_jobs_size(engine: Engine, tmp_path: Path) -> No
     assert zerogpu.job_frames(engine, "pose", {"motion": str(video)}, pose.replace(fps=5)) == 10
     short, long = (zerogpu.gpu_seconds(engine, "pose", {"motion": str(v)}, pose) for v in (video, None))
     assert short < long  # 50 frames, then the 64 assumed when the count is unknown
+
+
+def test_the_apps_run_endpoint_runs_in_the_worker_and_returns_picklable_results(zero, engine: Engine,
+                                                                                files: dict[str, Path]) -> None:
+    """The Run handler the tab wires (tabs.widgets.wire_task), called as Gradio calls it."""
+    from tabs import build_app
+
+    fake = zero(probe=lambda: os.getpid())
+    run = next(fn for fn in build_app(engine).fns.values() if fn.api_name == "motion").fn
+    shown = run(str(files["image"]), json.dumps(TRACKS), None, **OPTIONS, request=Request("session-3"))
+    assert fake.probes and fake.probes[0] != os.getpid()
+    videos = [value for value in pickle.loads(pickle.dumps(shown)) if isinstance(value, str) and value.endswith(".mp4")]
+    assert videos and all(Path(video).is_file() for video in videos)

@@ -415,8 +415,9 @@ def audio_info(path: str | Path) -> tuple[int, float] | None:
         return int(stream.rate or stream.codec_context.sample_rate), seconds
 
 
-def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
-    """Mono float32 samples at `sample_rate` from any audio (or video-with-audio) file."""
+def read_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | None = None) -> np.ndarray:
+    """Mono float32 samples at `sample_rate` from any audio (or video-with-audio) file. With `max_seconds`, decoding
+    stops (InputError) as soon as the samples pass that length, whatever the header claimed: the cost stays bounded."""
     import av
 
     path = Path(path)
@@ -431,10 +432,16 @@ def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
         if not container.streams.audio:
             raise InputError(f"'{_name(path)}' has no audio track. {hint}")
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-        chunks = []
+        chunks, count = [], 0
+        bound = None if max_seconds is None else int(max_seconds * sample_rate) + 1
         try:
             for frame in container.decode(container.streams.audio[0]):
-                chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+                decoded = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+                chunks += decoded
+                count += sum(len(c) for c in decoded)
+                if bound is not None and count > bound:
+                    raise InputError(f"'{_name(path)}' lasts longer than {max_seconds:g} s (found while decoding; "
+                                     "its header said less). Trim or split it.")
             chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
         except av.FFmpegError as exc:
             raise InputError(f"'{_name(path)}' is corrupt: audio decoding failed ({exc}).") from exc

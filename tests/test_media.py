@@ -35,6 +35,20 @@ def test_mp4_round_trip_frames_fps_even_size_and_audio(tmp_path: Path) -> None:
     assert rate_found == rate and 0.4 < seconds < 0.6
 
 
+def test_read_audio_stops_decoding_past_max_seconds(tmp_path: Path) -> None:
+    path = tmp_path / "tone.wav"
+    rate = 8000
+    with av.open(str(path), "w") as container:  # 2 s of PCM
+        stream = container.add_stream("pcm_s16le", rate=rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 2 * rate), np.int16), format="s16", layout="mono")
+        frame.sample_rate = rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    assert len(media.read_audio(path, rate, max_seconds=3)) == 2 * rate
+    with pytest.raises(InputError, match="longer than 1 s"):
+        media.read_audio(path, rate, max_seconds=1)
+
+
 def test_audio_info_is_none_without_an_audio_track_and_refuses_a_corrupt_file(tmp_path: Path) -> None:
     silent = tmp_path / "silent.mp4"
     media.write_mp4(silent, gradient_frames(4), fps=8)

@@ -144,7 +144,7 @@ def speech_too_long(path: Path, seconds: float) -> InputError:
 
 def read_speech(path: Path) -> np.ndarray:
     """16 kHz mono float32 samples (PyAV's resampler), the decoded length checked against the limit again."""
-    samples = media.read_audio(path, SAMPLE_RATE)
+    samples = media.read_audio(path, SAMPLE_RATE, max_seconds=frame_limit() / FPS + 1 / FPS)
     if speech.frame_count(len(samples)) > frame_limit():
         raise speech_too_long(path, len(samples) / SAMPLE_RATE)
     if speech.frame_count(len(samples)) < 2:

@@ -67,7 +67,7 @@ def build_parser(tasks: dict[str, TaskSpec]) -> argparse.ArgumentParser:
                                                  "the video, default 25); a full-size step on CPU takes minutes")
     bench.add_argument("--set", dest="settings", action="append", default=[], type=_bench_setting,
                        metavar="KEY=VALUE", help="another setting of the task's benchmark, e.g. --set sheets=2 for "
-                                                 "dance (repeat for several)")
+                                                 "dance (repeat for several; --sheets 2 works too)")
     check = sub.add_parser("watermark", help="say whether pictures or videos carry the invisible watermark of SV3D "
                                              "outputs (a video: a few frames)", parents=[common])
     check.add_argument("files", nargs="+", type=Path, metavar="FILE", help="PNG, JPEG, WebP, BMP, or a video")
@@ -87,6 +87,17 @@ def _bench_setting(text: str) -> tuple[str, int | float | str]:
         except ValueError:
             pass
     return key.replace("-", "_"), value
+
+
+def _bench_flags(parser: argparse.ArgumentParser, extra: list[str]) -> list[tuple[str, int | float | str]]:
+    """A bench's other settings may also be given as flags: `--driver audio` is `--set driver=audio`."""
+    settings = []
+    for i in range(0, len(extra), 2):
+        flag, value = extra[i], extra[i + 1] if i + 1 < len(extra) else None
+        if not flag.startswith("--") or value is None or value.startswith("--"):
+            parser.error(f"bench: expected --KEY VALUE pairs for the task's settings, got {' '.join(extra)}")
+        settings.append(_bench_setting(f"{flag[2:]}={value}"))
+    return settings
 
 
 def _cli_progress() -> tuple[Callable[[float, str], None], Callable[[], None]]:
@@ -187,7 +198,11 @@ def cmd_task(engine: Engine, spec: TaskSpec, args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(discover_tasks())
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "bench":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.settings += _bench_flags(parser, extra)
     stop_on_sigterm()
     try:
         engine = Engine(config_from_args(args))

@@ -84,7 +84,7 @@ def test_bad_input_exits_2_with_reason(capsys, tiny_hub: Path, tmp_path: Path) -
 
 def test_bench_prints_json_timings(capsys) -> None:
     code, out, _ = cli(capsys, "bench", "dance", "--size", "tiny", "--device", "cpu", "--frames", "1",
-                       "--set", "sheets=1")
+                       "--sheets", "1")  # a task's bench setting as a flag, the same as --set sheets=1
     report = json.loads(out)
     assert code == 0 and report["size"] == "tiny" and report["settings"] == {"sheets": 1, "frames": 1}
     assert report["results"]["s_per_frame"] > 0
@@ -93,3 +93,9 @@ def test_bench_prints_json_timings(capsys) -> None:
 def test_bench_rejects_a_setting_the_task_lacks(capsys) -> None:
     code, out, err = cli(capsys, "bench", "dance", "--size", "tiny", "--device", "cpu", "--steps", "3")
     assert code == 2 and out == "" and "--steps" in err and "dance" in err
+
+
+def test_unknown_flags_are_refused_outside_bench(capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        cli(capsys, "list", "--sheets", "1")
+    assert stop.value.code == 2 and "unrecognized arguments: --sheets 1" in capsys.readouterr().err

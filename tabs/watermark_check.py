@@ -5,16 +5,14 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine import Engine, user_message
-from engine.archives import IMAGE_EXTENSIONS
+from engine import Engine, archives, limits, user_message, watermark
 from engine.errors import AnimateError
-from engine.limits import applied
-from engine.watermark import BITS, VIDEO_EXTENSIONS, VIDEO_SAMPLES, check_file
 
-ABOUT = (f"Stability AI's sampling script marks every SV3D (and SVD) frame it writes with an invisible {len(BITS)}-bit "
-         "watermark; this app's SV3D outputs carry the same mark (SV4D outputs do not, as in the original). Upload a "
-         f"picture, or a video ({VIDEO_SAMPLES} frames are read), to count the matching bits; the verdict uses the "
-         "original detector's thresholds. The mark is weak: on smooth or white areas (an object on a white "
+ABOUT = ("Stability AI's sampling script marks every SV3D (and SVD) frame it writes with an invisible "
+         f"{len(watermark.BITS)}-bit watermark; this app's SV3D outputs carry the same mark (SV4D outputs do not, "
+         "as in the original). Upload a "
+         f"picture, or a video ({watermark.VIDEO_SAMPLES} frames are read), to count the matching bits; the verdict "
+         "uses the original detector's thresholds. The mark is weak: on smooth or white areas (an object on a white "
          "background, as SV3D makes) even the original's own outputs mostly read as \"no watermark\", and video "
          "compression or resizing can erase it. \"No watermark\" is no proof that a file was not generated.")
 
@@ -24,8 +22,8 @@ def check(engine: Engine, file: str | None) -> str:
     if not file:
         raise gr.Error("Upload a picture or a video first.")
     try:
-        with applied(engine.config.limits):
-            finding = check_file(file)
+        with limits.applied(engine.config.limits):
+            finding = watermark.check_file(file)
     except AnimateError as exc:
         raise gr.Error(user_message(exc), duration=None) from exc
     return f"**{Path(file).name}**: {finding.summary()}"
@@ -36,7 +34,7 @@ def build(engine: Engine) -> None:
         gr.Markdown(ABOUT)
         with gr.Row():
             upload = gr.File(label="Picture or video", type="filepath",
-                             file_types=[*IMAGE_EXTENSIONS, *VIDEO_EXTENSIONS])
+                             file_types=[*archives.IMAGE_EXTENSIONS, *watermark.VIDEO_EXTENSIONS])
             with gr.Column():
                 button = gr.Button("Check")
                 verdict = gr.Markdown()

@@ -274,3 +274,37 @@ def test_an_empty_picture_is_refused(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((32, 32, 4), np.uint8)).save(tmp_path / "empty.png")
     with pytest.raises(InputError, match="No object found"):
         job.validate({"image": tmp_path / "empty.png"}, SPEC.parse_options({"model": "sv3d_u"}))
+
+
+# ----- SV4D (1.0): the SV3D_u orbit of frame 0, anchors, dense windows ----------------------------------------------
+def test_sv4d_cameras_are_the_subsampled_orbit_relative_to_its_first_view() -> None:
+    from engine.pipelines.fourd.sv4d1 import sv4d_cameras
+
+    polars, azims, degrees = sv4d_cameras(10.0)
+    assert np.allclose(polars, math.radians(80.0))  # absolute, unlike SV4D 2.0
+    step = 360 / 21  # orbit views 2, 5, 7, 9, 12, 14, 16, 19 minus view 0 (17.1 deg) of the unrolled list
+    assert np.allclose(degrees, [step * k for k in (2, 5, 7, 9, 12, 14, 16, 19)])
+    assert np.allclose(azims, np.radians(degrees))
+
+
+def test_sv4d_needs_sv3d_u_too() -> None:
+    from engine.pipelines.fourd.pipeline import FourDPipeline
+
+    assert SPEC.run_checkpoints(SPEC.parse_options({"model": "sv4d"})) == ("sv4d", "sv3d_u")
+    with pytest.raises(CheckpointError, match="needs the sv3d_u checkpoint"):
+        FourDPipeline.load({"sv4d": Path(".")}, "cpu", torch.float32)
+
+
+def test_sv4d_end_to_end(session_engine: Engine, tmp_path: Path) -> None:
+    from tests.fourd.conftest import object_frames, write_zip
+
+    clip = write_zip(tmp_path / "clip.zip", object_frames(21))
+    result = session_engine.run("fourd", {"video": clip}, {"model": "sv4d", "size": SIZE, "steps": 2,
+                                                          "remove_bg": False, "decode_chunk": 40})
+    views = sorted(name for name in result.files if name.startswith("view_"))
+    assert views == [f"view_{v:02d}" for v in range(1, 9)]
+    for name in views:
+        assert len(list(media.iter_video(result.files[name]))) == 21
+    cameras = json.loads(result.files["cameras"].read_text())
+    assert cameras[1]["azimuth_deg"] == pytest.approx(2 * 360 / 21) and cameras[1]["elevation_deg"] == 10.0
+    assert set(json.loads(result.files["settings"].read_text())["checkpoints"]) >= {"sv4d", "sv3d_u"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -66,6 +66,8 @@ def bench(harness: Harness, size: str, model: str, steps: int, resolution: int, 
     """Time the build, then `windows` windows (0: all) of `steps` steps; per-step and per-window figures."""
     if model in SV3D_MODELS:
         return bench_sv3d(harness, size, model, steps, resolution, decode_chunk)
+    if model == "sv4d":
+        return bench_sv4d(harness, size, steps, resolution, encode_chunk, decode_chunk)
     if size == "full":
         config = built_in_config(model)
     else:
@@ -154,3 +156,45 @@ def bench_sv3d(harness: Harness, size: str, model: str, steps: int, resolution: 
             "s_decoding": round(stamps[-1][1] - decoding_from, 3),
             "build_peak_memory_gib": round(build_peak, 3), "sample_peak_memory_gib": round(run_peak, 3),
             "peak_memory_kind": kind, "unet_parameters": sum(p.numel() for p in nets.unet.parameters())}
+
+
+def _config(model: str, size: str) -> Any:
+    if size == "full":
+        return built_in_config(model)
+    from .tiny import tiny_config_data
+
+    return parse_config(tiny_config_data(model), model, source=f"tiny {model}")
+
+
+def bench_sv4d(harness: Harness, size: str, steps: int, resolution: int, encode_chunk: int, decode_chunk: int
+               ) -> Measurements:
+    """Build SV4D and SV3D_u, then one whole video: the orbit of frame 0, the anchors and the 5 dense windows."""
+    from .sv4d1 import SV4DPipeline
+
+    config, orbit_config = _config("sv4d", size), _config("sv3d_u", size)
+    resolution = resolution or (576 if size == "full" else 64)
+    with harness.timer("build"):
+        nets, orbit_nets = random_networks(harness, config), random_sv3d_networks(harness, orbit_config)
+    build_peak, kind = harness.peak_memory()
+    pipeline = SV4DPipeline.assemble("sv4d", config, nets, harness.device, harness.dtype, harness.offload)
+    pipeline.orbit_pipeline = SV3DPipeline.assemble("sv3d_u", orbit_config, orbit_nets, harness.device,
+                                                    harness.dtype, harness.offload)
+    frames = (np.random.RandomState(0).rand(21, resolution, resolution, 3) * 255).astype(np.uint8)
+    options = Options({"model": "sv4d", "elevation": 10.0, "steps": steps, "seed": 23, "size": resolution,
+                       "encode_chunk": encode_chunk, "decode_chunk": decode_chunk})
+    stamps: list[tuple[str, float]] = []
+
+    def stamp(fraction: float, message: str) -> None:
+        harness.synchronize()
+        stamps.append((message, time.perf_counter()))
+
+    harness.reset_peak()
+    with harness.timer("video"):
+        pipeline({"frames": frames, "model_config": None}, options, progress=stamp)
+    run_peak, _ = harness.peak_memory()
+    step_times = [b[1] - a[1] for a, b in zip(stamps, stamps[1:])
+                  if "Window" in a[0] and "denoising step" in a[0] and "denoising step" in b[0]]
+    return {"resolution": resolution, "latents_per_unet_call": 2 * config.n_time * config.n_view,
+            "s_per_dense_step": round(float(np.median(step_times)), 3), "unet_calls": 2 * steps + 5 * steps,
+            "build_peak_memory_gib": round(build_peak, 3), "video_peak_memory_gib": round(run_peak, 3),
+            "peak_memory_kind": kind}

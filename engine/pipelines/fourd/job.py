@@ -1,5 +1,5 @@
 """Video to 4D job: read and check the clip (before any model loads), remove the background, frame the object, show
-the processed input, run SV4D 2.0, write the views, grid, orbit, frames and cameras. The image models (SV3D) take
+the processed input, run SV4D (2.0 or 1.0), write the views, grid, orbit, frames and cameras. The image models (SV3D) take
 one picture instead and write the orbit, its views and (SV3D_p) its cameras."""
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ from engine.tasks import Options
 from engine.pipelines.fourd import outputs
 from engine.pipelines.fourd.background import MODEL_FILE, BackgroundRemover, check_object_left
 from engine.pipelines.fourd.frames import CLIP_FRAMES, Clip, mask_sequence, read_clip, read_masks
-from engine.pipelines.fourd.framing import frame_object
+from engine.pipelines.fourd.framing import FRAME_RATIO, frame_object
 from engine.pipelines.fourd.spec import IMAGE_MODELS, REMBG_CHECKPOINT, VIDEO_MODELS
 from engine.pipelines.fourd.sv3d import camera_path, parse_degrees
 from engine.pipelines.fourd.sv3d_input import cut_out, frame_image, read_object_image
 
+# image_frame_ratio 0.917: sample() in scripts/sampling/simple_video_sample_4d.py@0ad7de9a5cb5 (SV4D 1.0)
+FRAME_RATIOS = {"sv4d": 0.917}
 SIZE_MULTIPLE = 64  # the VAE's factor 8 times the UNet's three downsamplings
 PREVIEW_TILE = 128
 
@@ -108,7 +110,7 @@ def prepare(clip: Clip, masks: list[np.ndarray] | None, options: Options, model:
     """The model's input: uint8 [21, size, size, 3], the object framed on white."""
     frames, removed = _cut_out(clip, masks, options.remove_bg, model, report)
     check_object_left(frames, removed)
-    return frame_object(frames, options.size)
+    return frame_object(frames, options.size, FRAME_RATIOS.get(options.model, FRAME_RATIO))
 
 
 def execute(ctx: JobContext) -> dict[str, Path]:
@@ -116,7 +118,7 @@ def execute(ctx: JobContext) -> dict[str, Path]:
         return _execute_orbit(ctx)
     clip, masks, options = ctx.inputs["clip"], ctx.inputs["masks"], ctx.options
     if clip.repeats:
-        ctx.warn(f"'{clip.name}' has only {clip.total} frames from the start frame on; SV4D 2.0 works on "
+        ctx.warn(f"'{clip.name}' has only {clip.total} frames from the start frame on; SV4D works on "
                  f"{CLIP_FRAMES}, so some frames are used twice (the motion plays slower).")
     model = None
     if _needs_remover(clip, masks, options.remove_bg):
@@ -132,7 +134,7 @@ def execute(ctx: JobContext) -> dict[str, Path]:
     ctx.record("object", "mask" if masks is not None else "rembg u2net" if model is not None else "as given")
     files = {"processed_input": ctx.path("processed_input.mp4")}
     media.write_mp4(files["processed_input"], iter(processed), outputs.FPS)
-    ctx.progress(0.0, "Processed input ready (processed_input.mp4); loading SV4D 2.0")
+    ctx.progress(0.0, "Processed input ready (processed_input.mp4); loading SV4D")
     ctx.cancel.check()
 
     result = ctx.pipeline()({"frames": processed, "model_config": ctx.inputs["model_config"]}, options,

@@ -42,6 +42,7 @@ from .vae import ConditionEncoder, Decoder
 
 MODELS = ("sv4d2", "sv4d2_8views")  # this class's models; SV3DPipeline runs SV3D_MODELS
 N_FRAMES = 21  # n_frames of simple_video_sample_4d2.py@0ad7de9a5cb5
+STEPS = 50  # num_steps of simple_video_sample_4d2.py@0ad7de9a5cb5 (the steps option's 0)
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,10 @@ class FourDPipeline(Pipeline):
     @classmethod
     def load(cls, paths: Mapping[str, Path], device: Any, dtype: Any, offload: str = "none",
              networks: ModelCache | None = None) -> "FourDPipeline":
+        if "sv4d" in paths and cls is FourDPipeline:
+            from .sv4d1 import SV4DPipeline
+
+            return SV4DPipeline.load_both(paths, device, dtype, offload, networks)
         known = MODELS + SV3D_MODELS
         chosen = [name for name in known if name in paths]
         if len(chosen) != 1:
@@ -211,6 +216,7 @@ class FourDPipeline(Pipeline):
         if opts.model != self.model:
             raise InputError(f"This pipeline was loaded for {self.model}, but the options ask for {opts.model}.")
         frames = self._frames(inputs.get("frames"), opts.size)
+        steps = opts.steps or STEPS
         self.use_config(inputs.get("model_config"))
         nets = self.built()
         config = self.config
@@ -234,12 +240,12 @@ class FourDPipeline(Pipeline):
 
             def step(i: int) -> None:
                 cancel.check()
-                report(0.05 + 0.85 * (i + 1) / opts.steps, f"denoising step {i + 1}/{opts.steps}")
+                report(0.05 + 0.85 * (i + 1) / steps, f"denoising step {i + 1}/{steps}")
 
-            report(0.05, f"denoising step 0/{opts.steps}")
+            report(0.05, f"denoising step 0/{steps}")
             cancel.check()
             with self._stage(nets.unet):
-                latents = euler_sample(denoise, noise, opts.steps, step)
+                latents = euler_sample(denoise, noise, steps, step)
             report(0.9, "decoding")
             # [T*V, 3, S, S] in [-1, 1]: the original keeps decoded views so (clamp((x + 1) / 2) * 2 - 1)
             images = self._decode(nets.decoder, latents, opts.decode_chunk, cancel) * 2 - 1
@@ -275,15 +281,17 @@ class FourDPipeline(Pipeline):
         return cfg_denoiser(network, {n: getattr(cond, n) for n in names}, {n: getattr(uncond, n) for n in names},
                             scales, self.device, self.dtype)
 
-    def _decode(self, decoder: Decoder, latents: torch.Tensor, chunk: int, cancel: CancelToken) -> torch.Tensor:
-        """Latents / scale factor -> decoder (float32) -> clamp((x + 1) / 2): images in [0, 1], CPU."""
+    def _decode(self, decoder: Decoder, latents: torch.Tensor, chunk: int, cancel: CancelToken,
+                clamp: bool = True) -> torch.Tensor:
+        """Latents / scale factor -> decoder (float32) -> clamp((x + 1) / 2): images in [0, 1] (clamp False: the
+        decoder's output as it is), CPU."""
         latents = latents / self.config.scale_factor
         out = []
         with self._stage(decoder):
             for start in range(0, len(latents), chunk):
                 cancel.check()
                 decoded = decoder(latents[start:start + chunk].to(self.device, torch.float32)).float().cpu()
-                out.append(torch.clamp((decoded + 1.0) / 2.0, min=0.0, max=1.0))
+                out.append(torch.clamp((decoded + 1.0) / 2.0, min=0.0, max=1.0) if clamp else decoded)
         return torch.cat(out)
 
 

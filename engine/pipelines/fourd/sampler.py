@@ -96,15 +96,18 @@ Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """denoise(x, sigma) -> the guided prediction of the clean latents, both [N, C, h, w] float32."""
 
 
+def euler_step(denoise: Denoise, x: torch.Tensor, sigma: torch.Tensor, following: torch.Tensor) -> torch.Tensor:
+    """One EulerEDMSampler step without churn: x + (sigma' - sigma) (x - D(x, sigma)) / sigma."""
+    return x + (following - sigma) * ((x - denoise(x, sigma)) / sigma)
+
+
 def euler_sample(denoise: Denoise, noise: torch.Tensor, steps: int,
                  on_step: Callable[[int], None] = lambda i: None) -> torch.Tensor:
-    """EulerEDMSampler without churn: x = noise * sqrt(1 + sigma0^2), then x += (sigma' - sigma) (x - D) / sigma."""
+    """EulerEDMSampler without churn: x = noise * sqrt(1 + sigma0^2), then `steps` Euler steps."""
     sigmas = edm_sigmas(steps)
     x = noise * torch.sqrt(1.0 + sigmas[0] ** 2.0)
     for i in range(steps):
-        sigma, following = sigmas[i], sigmas[i + 1]
-        denoised = denoise(x, sigma)
-        x = x + (following - sigma) * ((x - denoised) / sigma)
+        x = euler_step(denoise, x, sigmas[i], sigmas[i + 1])
         on_step(i)
     return x
 

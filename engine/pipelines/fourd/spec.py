@@ -2,15 +2,16 @@
 CLI and the tab."""
 from engine.tasks import Input, Option, Options, TaskSpec
 
-VIDEO_MODELS = ("sv4d2", "sv4d2_8views")
+VIDEO_MODELS = ("sv4d2", "sv4d2_8views", "sv4d")
 IMAGE_MODELS = ("sv3d_u", "sv3d_p")
 MODELS = VIDEO_MODELS + IMAGE_MODELS
 REMBG_CHECKPOINT = "rembg_u2net"
 
 
 def model_checkpoint(options: Options) -> tuple[str, ...]:
-    """The one checkpoint a run loads: the model the user chose (each model is its own checkpoint)."""
-    return (options.model,)
+    """The checkpoints a run loads: the model the user chose (each model is its own checkpoint); SV4D (1.0) also
+    needs SV3D_u, which makes its reference orbit of the first frame."""
+    return ("sv4d", "sv3d_u") if options.model == "sv4d" else (options.model,)
 
 
 SPEC = TaskSpec(
@@ -39,7 +40,8 @@ SPEC = TaskSpec(
         # steps 50, seed 23, size 576 (img_size), encode_chunk 8 (encoding_t), decode_chunk 4 (decoding_t),
         # elevation 0 (elevations_deg): the sample() defaults of scripts/sampling/simple_video_sample_4d2.py@0ad7de9a5cb5.
         Option("model", "choice", "sv4d2", "video: sv4d2 (4 new views x 12 frames per window), sv4d2_8views (8 new "
-               "views x 5 frames per window, slower); image: sv3d_u (21-view orbit, no camera control), sv3d_p "
+               "views x 5 frames per window, slower), sv4d (SV4D 1.0: 8 new views, SV3D_u orbit of frame 0, anchor "
+               "frames, then windows of 5; needs sv3d_u too); image: sv3d_u (21-view orbit, no camera control), sv3d_p "
                "(21 views along the elevation/azimuths given)", choices=MODELS),
         # elevation: one value for every view, as the originals. 10: elevations_deg of simple_video_sample.py
         # @0ad7de9a5cb5 (SV3D_p). SV4D 2.0 (its script's default 0) gets cameras relative to the input view, so
@@ -56,7 +58,10 @@ SPEC = TaskSpec(
         Option("watermark", "bool", True, "SV3D: embed Stability's invisible watermark into the views, as the "
                "original script does (recorded in settings.json)", label="Invisible watermark (SV3D)",
                advanced=True),
-        Option("steps", "int", 50, "denoising steps", minimum=1, maximum=500),
+        # 0: the model's own default, num_steps of the original scripts@0ad7de9a5cb5: 50 (simple_video_sample.py for
+        # SV3D, simple_video_sample_4d2.py), 20 (simple_video_sample_4d.py for SV4D)
+        Option("steps", "int", 0, "denoising steps (0: the model's default: 50; SV4D 1.0: 20)", minimum=0,
+               maximum=500),
         Option.seed(23),
         # remove_bg: the original's --remove_bg flag (off there); on here because most videos have a background.
         Option("remove_bg", "bool", True, "remove the background of frames without transparency (rembg, U2-Net) "

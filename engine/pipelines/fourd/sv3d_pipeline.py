@@ -29,7 +29,7 @@ from . import checkpoint as ck
 from .clip import OpenCLIPImageEmbedder
 from .pipeline import FourDPipeline, load_part
 from .sampler import cfg_denoiser, euler_sample, guidance_scales
-from .sv3d import N_VIEWS, camera_path, condition, parse_degrees, triangle_guidance
+from .sv3d import N_VIEWS, STEPS, camera_path, condition, parse_degrees, triangle_guidance
 from .sv3d_config import SV3DConfig
 from .vae import ConditionEncoder, Decoder
 from .video_unet import VideoUNet
@@ -91,30 +91,38 @@ class SV3DPipeline(FourDPipeline):
         elevations, azimuths, polars, azims = camera_path(opts.elevation, parse_degrees(opts.elevations, "elevations"),
                                                           parse_degrees(opts.azimuths, "azimuths"))
         self.use_config(inputs.get("model_config"))
+        generator = torch.Generator().manual_seed(opts.seed)
+        decoded = self.orbit(image, polars, azims, opts.steps or STEPS, generator, opts.decode_chunk, progress,
+                             cancel)
+        progress(1.0, "Done")
+        return SV3DResult(torch.clamp((decoded + 1.0) / 2.0, min=0.0, max=1.0), tuple(float(e) for e in elevations),
+                          tuple(float(a) for a in azimuths), self.config.cameras)
+
+    def orbit(self, image: torch.Tensor, polars: np.ndarray, azims: np.ndarray, steps: int,
+              generator: torch.Generator, decode_chunk: int, progress: Progress, cancel: CancelToken
+              ) -> torch.Tensor:
+        """image [1, 3, S, S] in [-1, 1] -> the 21 decoded views [21, 3, S, S] (unclamped), the last being the
+        image itself. Draws the cond_frames noise, then the latents, from `generator`."""
         nets = self.built()
         config = self.config
-        generator = torch.Generator().manual_seed(opts.seed)
         progress(0.02, "Conditioning on the image")
         cond, uncond = condition(config, nets.clip, nets.encoder, image, polars, azims, generator, self.device,
                                  self._stage, cancel.check)
-        noise = torch.randn((N_VIEWS, 4, opts.size // 8, opts.size // 8), generator=generator)
+        noise = torch.randn((N_VIEWS, 4, image.shape[-2] // 8, image.shape[-1] // 8), generator=generator)
         denoise = self.denoiser(nets.unet, cond, uncond, guidance_scales(triangle_guidance(config), N_VIEWS, 1))
 
         def step(i: int) -> None:
             cancel.check()
-            progress(0.05 + 0.85 * (i + 1) / opts.steps, f"Denoising step {i + 1}/{opts.steps}")
+            progress(0.05 + 0.85 * (i + 1) / steps, f"Denoising step {i + 1}/{steps}")
 
-        progress(0.05, f"Denoising step 0/{opts.steps}")
+        progress(0.05, f"Denoising step 0/{steps}")
         cancel.check()
         with self._stage(nets.unet):
-            latents = euler_sample(denoise, noise, opts.steps, step)
+            latents = euler_sample(denoise, noise, steps, step)
         progress(0.9, "Decoding")
         # the last view is replaced by the input image: it is not decoded
-        decoded = self._decode(nets.decoder, latents[:-1], opts.decode_chunk, cancel)
-        samples = torch.cat([decoded, torch.clamp((image + 1.0) / 2.0, min=0.0, max=1.0)])
-        progress(1.0, "Done")
-        return SV3DResult(samples, tuple(float(e) for e in elevations),
-                          tuple(float(a) for a in azimuths), config.cameras)
+        decoded = self._decode(nets.decoder, latents[:-1], decode_chunk, cancel, clamp=False)
+        return torch.cat([decoded, image])
 
     def denoiser(self, unet: VideoUNet, cond: Any, uncond: Any, scales: torch.Tensor) -> Any:
         names = ("crossattn", "concat", "vector")

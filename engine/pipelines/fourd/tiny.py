@@ -127,10 +127,10 @@ def write_tiny_model(folder: Path, model: str, generator: torch.Generator) -> No
 
 
 def write_tiny_checkpoints(folders: Mapping[str, Path], seed: int = 0) -> None:
-    """Tiny sv4d2, sv4d2_8views, sv3d_u and sv3d_p files (each in its own snapshot folder) and the tiny rembg
+    """Tiny sv4d2, sv4d2_8views, sv4d, sv3d_u and sv3d_p files (each in its own snapshot folder) and the tiny rembg
     model."""
     generator = torch.Generator().manual_seed(seed)
-    for model in MODELS + SV3D_MODELS:
+    for model in MODELS + ("sv4d",) + SV3D_MODELS:
         if model in folders:
             write_tiny_model(Path(folders[model]), model, generator)
     if REMBG_CHECKPOINT in folders:

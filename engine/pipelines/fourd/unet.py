@@ -43,7 +43,8 @@ class GroupNorm32(nn.GroupNorm):
         super().__init__(32, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.float()).type(x.dtype)
+        # float32 parameters too: CPU kernels refuse float32 input with bf16/fp16 parameters
+        return F.group_norm(x.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps).type(x.dtype)
 
 
 class AlphaBlender(nn.Module):

@@ -18,6 +18,12 @@ def load_example(page: Page, task: str) -> None:
     page.locator(f"#{task}-examples button.gallery-item").first.click()
 
 
+def expect_picture(page: Page, label: str) -> None:
+    """The visible image input labelled `label` shows a picture (an example's file has arrived)."""
+    block = page.locator(f".block:has([data-testid=block-label]:has-text('{label}')):visible").first
+    expect(block.locator("img").first).to_be_visible()
+
+
 def open_advanced(page: Page) -> None:
     page.locator("button.label-wrap:visible", has_text="Advanced settings").click()
 
@@ -94,3 +100,24 @@ def test_stop_shows_stopping_then_cancelled(page: Page) -> None:
     expect(page.locator("#pose-stop")).to_contain_text("Stopping", timeout=5_000)
     expect(page.locator(".toast-body.info", has_text="Cancelled")).to_be_visible(timeout=RUN_TIMEOUT_MS)
     assert not page.locator(".toast-body.error").count()
+
+
+def test_face_example_runs_and_shows_the_result(page: Page) -> None:
+    open_tab(page, "Talking faces", "face")
+    load_example(page, "face")
+    expect_picture(page, "Portrait")
+    set_number(page, "Steps", 1)
+    open_advanced(page)
+    set_number(page, "Size", 64)
+    page.locator("#face-run").click()
+    expect_result_video(page, "face")
+
+
+def test_fourd_example_runs_and_shows_the_result(page: Page) -> None:
+    open_tab(page, "Video to 4D", "fourd")
+    load_example(page, "fourd")
+    set_number(page, "Steps", 1)
+    open_advanced(page)
+    set_number(page, "Size", 64)
+    page.locator("#fourd-run").click()
+    expect_result_video(page, "fourd")

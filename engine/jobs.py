@@ -7,6 +7,7 @@ import json
 import logging
 import platform
 import random
+import re
 import secrets
 import signal
 import threading
@@ -81,6 +82,23 @@ class JobContext:
         log.warning("%s: %s", self.task, message)
         self.warnings.append(message)
         self.progress(0.0, f"Warning: {message}")
+
+
+BLOCK_NAMES = re.compile(r"(down_blocks|up_blocks)\.\d+|mid_block")  # a diffusers UNet's or ControlNet's blocks
+
+
+@contextlib.contextmanager
+def cancellable(cancel: CancelToken, *networks: Any) -> Iterator[None]:
+    """Honour Stop inside network calls too: while in this context, entering any down, mid or up block of these
+    networks checks the token (one UNet call at full size takes minutes on a CPU; a block, seconds). The checks are
+    removed on leaving, so cached networks shared with other jobs are left as they were."""
+    handles = [module.register_forward_pre_hook(lambda *_: cancel.check())
+               for network in networks for name, module in network.named_modules() if BLOCK_NAMES.fullmatch(name)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 class PreviewContext:

@@ -61,12 +61,14 @@ def inside_kept_area(drawing: Drawing, x: float, y: float) -> bool:
 
 
 def add_point(drawing: Drawing, x: float, y: float) -> Drawing:
-    """Append a click to the current (last) trajectory, starting one if there is none; a click in the cropped-away
-    border changes nothing."""
-    if drawing.image is None or not inside_kept_area(drawing, x, y):
+    """Append a click (clamped into the picture) to the current (last) trajectory, starting one if there is none; a
+    click in the cropped-away border changes nothing."""
+    if drawing.image is None:
         return drawing
     height, width = drawing.image.shape[:2]
     point = (int(min(max(x, 0), width - 1)), int(min(max(y, 0), height - 1)))
+    if not inside_kept_area(drawing, *point):
+        return drawing
     tracks = drawing.tracks or ((),)
     return replace(drawing, tracks=tracks[:-1] + (tracks[-1] + (point,),))
 

@@ -10,6 +10,7 @@ import gradio as gr
 from gradio.components import Component
 
 from engine import Engine
+from engine.errors import InputError
 from tabs.widgets import remembered_controls
 
 COLUMNS = ["when", "task", "inputs", "settings", "results", "run time", "folder"]
@@ -29,7 +30,7 @@ def _changed(settings: dict[str, Any], engine: Engine) -> str:
     """The options that differ from the task's defaults, e.g. 'steps 10, seed 7'."""
     try:
         defaults = {o.name: o.default for o in engine.task(settings.get("task", "")).options}
-    except Exception:  # a task this app no longer has: every option is news
+    except InputError:  # a task this app no longer has: every option is news
         defaults = {}
     options = settings.get("options") or {}
     return ", ".join(f"{k} {v}" for k, v in options.items() if defaults.get(k, object()) != v) or "defaults"

@@ -136,3 +136,36 @@ def test_inputs_are_checked_before_waiting_for_the_device_and_a_waiting_job_can_
             engine.run("echo", {"text": text}, progress=progress, cancel=token)
     assert shown == ["Waiting for the running job to finish"] and EVENTS == ["validate", "validate"]
     assert run_files(Path(engine.config.outputs)) == []
+
+
+def test_stop_is_honoured_inside_a_network_call_and_the_checks_leave_with_the_context() -> None:
+    import torch
+    from torch import nn
+
+    from engine import CancelToken
+    from engine.jobs import cancellable
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.down_blocks = nn.ModuleList([nn.Linear(2, 2), nn.Linear(2, 2)])
+            self.mid_block = nn.Linear(2, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for block in self.down_blocks:
+                x = block(x)
+            return self.mid_block(x)
+
+    net, token, entered = Net(), CancelToken(), []
+
+    def press_stop(*_: object) -> None:  # Stop arrives while the first block computes
+        entered.append(0)
+        token.cancel()
+
+    net.down_blocks[0].register_forward_hook(press_stop)
+    with cancellable(token, net), pytest.raises(JobCancelled):
+        net(torch.zeros(1, 2))
+    assert entered == [0]
+    net(torch.zeros(1, 2))  # outside the context the same (cached) network runs unchecked
+    assert entered == [0, 0]
+    assert all(not block._forward_pre_hooks for block in (*net.down_blocks, net.mid_block))

@@ -31,6 +31,7 @@ from engine.errors import CheckpointError
 from engine.models.mofa.svd_unet import MofaSVDUNet
 from engine.models.mofa.time_context import legacy_time_context
 from engine.offload import ModelOffload
+from engine.jobs import cancellable
 from engine.pipelines.base import CancelToken, Progress
 from engine.weights import load_clip_vision, load_diffusers_model
 
@@ -129,10 +130,13 @@ class SVDSampler:
         return uncond + self.guidance(frames) * (conditional - uncond)
 
     @contextlib.contextmanager
-    def denoising(self, adapters: Sequence[nn.Module], demo_context_order: bool) -> Iterator[None]:
-        """The UNet and the adapters on the device (offload), in diffusers 0.24's temporal context order if asked."""
+    def denoising(self, adapters: Sequence[nn.Module], demo_context_order: bool,
+                  cancel: CancelToken | None = None) -> Iterator[None]:
+        """The UNet and the adapters on the device (offload), in diffusers 0.24's temporal context order if asked;
+        with `cancel`, Stop is honoured at every block of them too (see engine.jobs.cancellable)."""
         order = legacy_time_context(self.unet, *adapters) if demo_context_order else contextlib.nullcontext()
-        with self.offload.on_device(self.unet, *adapters), order:
+        checked = cancellable(cancel, self.unet, *adapters) if cancel is not None else contextlib.nullcontext()
+        with self.offload.on_device(self.unet, *adapters), order, checked:
             yield
 
     def decode(self, latents: torch.Tensor, chunk: int, cancel: CancelToken) -> torch.Tensor:

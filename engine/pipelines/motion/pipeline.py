@@ -168,7 +168,7 @@ class MotionPipeline(Pipeline):
             prediction = self.svd.predict(latents, t, scheduler, cond, residuals, cancel)
             return scheduler.step(prediction, t, latents).prev_sample
 
-        with self.svd.denoising([self.controlnet], opts.demo_context_order):
+        with self.svd.denoising([self.controlnet], opts.demo_context_order, cancel):
             latents = denoise(scheduler, latents, step, progress, cancel)
         progress(0.9, "Decoding frames")
         video = self.svd.decode(latents, opts.decode_chunk, cancel)

@@ -24,6 +24,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from engine import media
 from engine.errors import CheckpointError, InputError
+from engine.jobs import cancellable
 from engine.offload import ModelOffload
 from engine.pipelines.base import CancelToken, Pipeline, Progress, no_progress
 from engine.runtime import ModelCache, NetworkKey, cached_network
@@ -153,15 +154,16 @@ class PosePipeline(Pipeline):
         windows = window_schedule(total, opts.context, opts.overlap)
         guided = opts.guidance > 1.0
 
-        for step, t in enumerate(scheduler.timesteps):
-            cancel.check()
-            noise = self._predict_noise(latents, t, text, ref_latent, condition, windows, opts.context, guided,
-                                        cancel)
-            if guided:
-                uncond, cond = noise.chunk(2)
-                noise = uncond + opts.guidance * (cond - uncond)
-            latents = scheduler.step(noise, t, latents, eta=0.0, generator=generator).prev_sample
-            progress(DENOISE_SHARE * (step + 1) / opts.steps, f"Denoising step {step + 1}/{opts.steps}")
+        with cancellable(cancel, self.unet, self.controlnet):
+            for step, t in enumerate(scheduler.timesteps):
+                cancel.check()
+                noise = self._predict_noise(latents, t, text, ref_latent, condition, windows, opts.context, guided,
+                                            cancel)
+                if guided:
+                    uncond, cond = noise.chunk(2)
+                    noise = uncond + opts.guidance * (cond - uncond)
+                latents = scheduler.step(noise, t, latents, eta=0.0, generator=generator).prev_sample
+                progress(DENOISE_SHARE * (step + 1) / opts.steps, f"Denoising step {step + 1}/{opts.steps}")
         return self._decode(latents[:, :, :count], progress, cancel)
 
     def _empty_prompt(self) -> torch.Tensor:

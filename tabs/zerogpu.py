@@ -24,6 +24,7 @@ import contextlib
 import functools
 import hashlib
 import inspect
+import logging
 import math
 import os
 import tempfile
@@ -36,11 +37,11 @@ from typing import Any, Callable, Iterator, Mapping
 import gradio as gr
 import torch
 
-from engine import Engine, user_message
+from engine import Engine, limits, media, user_message
 from engine.errors import AnimateError, InputError
-from engine.limits import applied
 
-MIN_SECONDS = 60  # shorter requests gain little queue priority and leave no room for a slow worker start
+log = logging.getLogger("tabs")
+MIN_SECONDS = 60  # a floor: every call also pays the worker's start and the weights' move to the GPU
 MARGIN = 1.5  # the estimates below are not measured on ZeroGPU's H200 slice (no GPU was available to calibrate)
 STOP_POLL_S = 0.25
 
@@ -120,8 +121,9 @@ def task_handler(engine: Engine, task: str, handler: Callable[..., Any]) -> Call
         report = (lambda f, m: progress(f, desc=m)) if progress is not None else (lambda f, m: None)
         try:
             seconds = prepare(engine, task, values, report)
-        except AnimateError as exc:
-            raise gr.Error(user_message(exc), duration=None) from exc
+        except AnimateError as exc:  # one console line, as the tabs log a refused job (no traceback)
+            log.warning("%s: %s", task, " ".join(user_message(exc).split()))
+            raise gr.Error(user_message(exc), duration=None, print_exception=False) from exc
         with _stop_file(owner) as stop_file:
             return gpu_call(seconds, str(stop_file), owner, args, kwargs)
 
@@ -136,7 +138,7 @@ def prepare(engine: Engine, task: str, values: Mapping[str, Any],
     spec = engine.task(task)
     inputs = {item.name: values.get(item.name) or None for item in spec.inputs if item.name in values}
     options = {option.name: values[option.name] for option in spec.options if option.name in values}
-    with applied(engine.config.limits):
+    with limits.applied(engine.config.limits):
         resolved = spec.parse_options(options)
         spec.job.validate(dict(inputs), resolved)
         seconds = gpu_seconds(engine, task, inputs, resolved)
@@ -171,8 +173,6 @@ def job_frames(engine: Engine, task: str, inputs: Mapping[str, Any], options: Ma
 
 
 def _file_frames(path: Path, fps: Any, most: int) -> int:
-    from engine import media
-
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":

@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterator, Mapping
 import gradio as gr
 import torch
 
-from engine import Engine, limits, media, user_message
+from engine import Engine, cost, limits, media, user_message
 from engine.errors import AnimateError, InputError
 
 log = logging.getLogger("tabs")
@@ -69,6 +69,9 @@ PACES: dict[str, GpuPace] = {
     "densepose": GpuPace(per_unit=0.10, fixed=15, frames=250),
 }
 DEFAULT_PACE = GpuPace(per_unit=0.15, fixed=30, frames=64)
+# The cost model's unit is the README's benchmark CPU (2 cores, bf16): MOFA at 512x25 takes 330 s/step there against
+# the ~1.5 s/step above, MagicAnimate 225 s per window-step against ~2 s. An estimate, as PACES.
+CPU_SECONDS_PER_GPU_SECOND = 150
 
 
 def enabled(environ: Mapping[str, str] = os.environ) -> bool:
@@ -147,12 +150,28 @@ def prepare(engine: Engine, task: str, values: Mapping[str, Any],
 
 
 def gpu_seconds(engine: Engine, task: str, inputs: Mapping[str, Any], options: Mapping[str, Any]) -> int:
-    """GPU time to ask for: MARGIN x (fixed + per_unit x frames x steps x area / 512^2), at least MIN_SECONDS."""
+    """GPU time to ask for, MARGIN x the best figure there is, at least MIN_SECONDS: the engine's estimate for this
+    device once earlier runs here have measured its pace (engine.cost); else the cost model's benchmark-CPU seconds
+    over CPU_SECONDS_PER_GPU_SECOND; else `fixed + per_unit x frames x steps x area / 512^2` from PACES."""
     pace = PACES.get(task, DEFAULT_PACE)
-    frames = job_frames(engine, task, inputs, options) or pace.frames
-    side = float(options.get("size") or 512)
-    estimate = pace.fixed + pace.per_unit * frames * int(options.get("steps") or 1) * (side / 512) ** 2
-    return max(MIN_SECONDS, math.ceil(MARGIN * estimate))
+    estimate = _modelled_seconds(engine, task, inputs, options)
+    if estimate is None:
+        frames = job_frames(engine, task, inputs, options) or pace.frames
+        side = float(options.get("size") or 512)
+        estimate = pace.per_unit * frames * int(options.get("steps") or 1) * (side / 512) ** 2
+    return max(MIN_SECONDS, math.ceil(MARGIN * (pace.fixed + estimate)))
+
+
+def _modelled_seconds(engine: Engine, task: str, inputs: Mapping[str, Any], options: Mapping[str, Any]
+                      ) -> float | None:
+    try:
+        measured = engine.estimate(task, inputs, dict(options))
+        if measured is not None and measured.seconds is not None:
+            return measured.seconds
+        work = cost.work(task, inputs, options)
+    except AnimateError:
+        return None  # the inputs were validated; a cost model that cannot read them leaves the pace table
+    return work.seconds / CPU_SECONDS_PER_GPU_SECOND if work is not None and work.seconds is not None else None
 
 
 def job_frames(engine: Engine, task: str, inputs: Mapping[str, Any], options: Mapping[str, Any]) -> int:

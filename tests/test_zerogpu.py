@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import multiprocessing
 import os
 import pickle
@@ -18,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from engine import Engine, EngineConfig, media
+from engine import Engine, EngineConfig, cost, media
 from engine.errors import JobCancelled
 from tabs import zerogpu
 from tabs.widgets import named_handler
@@ -181,7 +182,7 @@ def test_stop_reaches_the_job_in_the_worker(zero, engine: Engine, files: dict[st
     assert not list((engine.config.outputs / "motion").glob("*"))  # nothing written
 
 
-def test_gpu_time_grows_with_the_jobs_size(engine: Engine, tmp_path: Path) -> None:
+def test_gpu_time_grows_with_the_jobs_size(engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = engine.task("motion")
     seconds = {name: zerogpu.gpu_seconds(engine, "motion", {}, spec.parse_options(options))
                for name, options in {"base": {"frames": 25, "steps": 25, "size": 512},
@@ -191,13 +192,24 @@ def test_gpu_time_grows_with_the_jobs_size(engine: Engine, tmp_path: Path) -> No
     assert seconds["base"] < seconds["steps"] and seconds["base"] < seconds["frames"] < seconds["size"]
     assert all(value >= zerogpu.MIN_SECONDS for value in seconds.values())
 
-    video = tmp_path / "dance.mp4"  # a job's frame count comes from its video at the task's fps
+    # on a GPU with no earlier run to measure its pace: the cost model's benchmark-CPU seconds, scaled to a GPU
+    monkeypatch.setattr(engine, "estimate", lambda *args, **kwargs: None)
+    options = spec.parse_options({"frames": 25, "steps": 25, "size": 512})
+    cpu = cost.work("motion", {}, options).seconds
+    expected = math.ceil(zerogpu.MARGIN * (zerogpu.PACES["motion"].fixed + cpu / zerogpu.CPU_SECONDS_PER_GPU_SECOND))
+    assert zerogpu.gpu_seconds(engine, "motion", {}, options) == max(zerogpu.MIN_SECONDS, expected)
+
+    # a task without a time model (4D): the pace table, from the steps and the size
+    fourd = engine.task("fourd")
+    quick, slow = (zerogpu.gpu_seconds(engine, "fourd", {}, fourd.parse_options({"steps": steps, "size": 576}))
+                   for steps in (10, 500))
+    assert zerogpu.MIN_SECONDS <= quick < slow
+
+    video = tmp_path / "dance.mp4"  # the table's frame count comes from a video at the task's fps
     media.write_mp4(video, np.zeros((50, 64, 64, 3), np.uint8), fps=25)
     pose = engine.task("pose").parse_options({"fps": 25})
     assert zerogpu.job_frames(engine, "pose", {"image": None, "motion": str(video)}, pose) == 50
     assert zerogpu.job_frames(engine, "pose", {"motion": str(video)}, pose.replace(fps=5)) == 10
-    short, long = (zerogpu.gpu_seconds(engine, "pose", {"motion": str(v)}, pose) for v in (video, None))
-    assert short < long  # 50 frames, then the 64 assumed when the count is unknown
 
 
 def test_the_apps_run_endpoint_runs_in_the_worker_and_returns_picklable_results(zero, engine: Engine,

@@ -180,9 +180,13 @@ def finished_runs(outputs: Path) -> list[Path]:
 def earlier_runs(outputs: Path, task: str | None = None, limit: int = 200) -> list[dict]:
     """The settings.json of finished runs (of `task`, or all), newest first, at most `limit`, each with "folder" (its
     path) added; unreadable ones are left out."""
-    folders = finished_runs(outputs)
+    def written(folder: Path) -> tuple[str, int]:  # runs started in the same second: by when they finished
+        with contextlib.suppress(OSError):
+            return folder.name[:15], (folder / "settings.json").stat().st_mtime_ns
+        return folder.name[:15], 0
+
     found = []
-    for folder in reversed(folders):
+    for folder in sorted(finished_runs(outputs), key=written, reverse=True):
         if task is not None and folder.parent.name != task:
             continue
         try:

@@ -3,6 +3,7 @@ run's tab."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -25,6 +26,7 @@ def echo_runs(engine: Engine, tmp_path: Path) -> Engine:
     text = tmp_path / "notes.txt"
     text.write_text("hello")
     engine.run("echo", {"text": text}, {"seed": 5})
+    time.sleep(0.02)  # past the file system's timestamp granularity: the second run finishes visibly later
     engine.run("echo", {"text": text}, {"seed": 6, "mode": "ok"})
     with pytest.raises(Exception):
         engine.run("echo", {"text": text}, {"mode": "crash"})  # a failed run leaves no folder, so no history

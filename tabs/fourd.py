@@ -61,13 +61,13 @@ def build(engine: Engine) -> None:
     spec = engine.task(TASK)
     with gr.Tab("Video to 4D", id=TASK):
         gr.Markdown("Upload a short video of one object (a video file, a GIF, or a .zip of frames). 21 frames are "
-                    "taken from it, the background is removed, and SV4D 2.0 films the object from new viewpoints "
-                    "while it moves. Or, with the model sv3d_u / sv3d_p, upload one picture under **Image to 3D "
-                    "orbit**: SV3D makes 21 views around the object (sv3d_p along the elevation and azimuths you "
-                    "give). Check the processed input first: the object should be whole and centred.")
+                    "taken from it, the background is removed, and SV4D 2.0 (or SV4D 1.0) films the object from new "
+                    "viewpoints while it moves. Or, with the model sv3d_u / sv3d_p, upload one picture under "
+                    "**Image to 3D orbit**: SV3D makes 21 views around the object (sv3d_p along the elevation and "
+                    "azimuths you give). Check the processed input first: the object should be whole and centred.")
         with gr.Row():
             with gr.Column():
-                video = gr.File(label="Video of the object (models sv4d2, sv4d2_8views)", file_types=CLIP_TYPES)
+                video = gr.File(label="Video of the object (models sv4d2, sv4d2_8views, sv4d)", file_types=CLIP_TYPES)
                 with gr.Accordion("Image to 3D orbit (models sv3d_u, sv3d_p)", open=False):
                     image = gr.Image(label="Picture of the object (one with transparency is used as it is)",
                                      type="filepath", image_mode=None, height=220)

@@ -1,6 +1,6 @@
 """Video to 4D job: read and check the clip (before any model loads), remove the background, frame the object, show
-the processed input, run SV4D (2.0 or 1.0), write the views, grid, orbit, frames and cameras. The image models (SV3D) take
-one picture instead and write the orbit, its views and (SV3D_p) its cameras."""
+the processed input, run SV4D (2.0 or 1.0), write the views, grid, orbit, frames and cameras. The image models
+(SV3D) take one picture instead and write the orbit, its views and (SV3D_p) its cameras."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,5 +1,5 @@
-"""Video to 4D (SV4D 2.0) and image to 3D orbit (SV3D_u / SV3D_p): the task's inputs and options, shared by the
-CLI and the tab."""
+"""Video to 4D (SV4D 2.0, SV4D 1.0) and image to 3D orbit (SV3D_u / SV3D_p): the task's inputs and options, shared
+by the CLI and the tab."""
 from engine.tasks import Input, Option, Options, TaskSpec
 
 VIDEO_MODELS = ("sv4d2", "sv4d2_8views", "sv4d")
@@ -17,17 +17,17 @@ def model_checkpoint(options: Options) -> tuple[str, ...]:
 SPEC = TaskSpec(
     name="fourd",
     order=50,
-    title="Video to 4D (SV4D 2.0) and image to 3D orbit (SV3D)",
+    title="Video to 4D (SV4D 2.0, SV4D) and image to 3D orbit (SV3D)",
     description="A short video of one object -> videos of it from new viewpoints while it moves, an orbit video "
-                "around it, and every frame as PNG (SV4D 2.0, 4 or 8 views); or one image of an object -> a "
-                "21-view orbit around it (SV3D_u, or SV3D_p along a camera path you give).",
+                "around it, and every frame as PNG (SV4D 2.0 with 4 or 8 views, or SV4D 1.0); or one image of an "
+                "object -> a 21-view orbit around it (SV3D_u, or SV3D_p along a camera path you give).",
     checkpoints=(),
     optional_checkpoints=(*MODELS, REMBG_CHECKPOINT),
     option_checkpoints=model_checkpoint,
     inputs=(
-        Input("video", "file", "the object's video for the video models (sv4d2, sv4d2_8views): an MP4/WebM/MOV/GIF, "
-              "or a .zip of frames (PNG/JPEG, named in order; PNGs with transparency keep it). 21 frames are taken "
-              "from it", required=False),
+        Input("video", "file", "the object's video for the video models (sv4d2, sv4d2_8views, sv4d): an "
+              "MP4/WebM/MOV/GIF, or a .zip of frames (PNG/JPEG, named in order; PNGs with transparency keep it). "
+              "21 frames are taken from it", required=False),
         Input("image", "image", "the object's picture for the orbit models (sv3d_u, sv3d_p); one with "
               "transparency is used as it is", required=False),
         Input("mask", "file", "optional object mask (white = object): one picture for every frame (or the image), "
@@ -37,12 +37,12 @@ SPEC = TaskSpec(
               "(model.params.network_config ...) for a checkpoint of other sizes", required=False),
     ),
     options=(
-        # steps 50, seed 23, size 576 (img_size), encode_chunk 8 (encoding_t), decode_chunk 4 (decoding_t),
-        # elevation 0 (elevations_deg): the sample() defaults of scripts/sampling/simple_video_sample_4d2.py@0ad7de9a5cb5.
+        # seed 23, size 576 (img_size), encode_chunk 8 (encoding_t), decode_chunk 4 (decoding_t): the sample()
+        # defaults of scripts/sampling/simple_video_sample_4d2.py and _4d.py@0ad7de9a5cb5 (steps, elevation: below).
         Option("model", "choice", "sv4d2", "video: sv4d2 (4 new views x 12 frames per window), sv4d2_8views (8 new "
                "views x 5 frames per window, slower), sv4d (SV4D 1.0: 8 new views, SV3D_u orbit of frame 0, anchor "
-               "frames, then windows of 5; needs sv3d_u too); image: sv3d_u (21-view orbit, no camera control), sv3d_p "
-               "(21 views along the elevation/azimuths given)", choices=MODELS),
+               "frames, then windows of 5; needs sv3d_u too); image: sv3d_u (21-view orbit, no camera control), "
+               "sv3d_p (21 views along the elevation/azimuths given)", choices=MODELS),
         # elevation: one value for every view, as the originals. 10: elevations_deg of simple_video_sample.py
         # @0ad7de9a5cb5 (SV3D_p). SV4D 2.0 (its script's default 0) gets cameras relative to the input view, so
         # there it does not change the result (it is recorded in cameras.json); SV3D_u has no camera input.

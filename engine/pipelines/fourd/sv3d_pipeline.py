@@ -56,7 +56,8 @@ class SV3DNetworks:
 
 def load_sv3d_networks(file: Any, config: SV3DConfig, device: Any, dtype: torch.dtype,
                        networks: ModelCache | None = None) -> SV3DNetworks:
-    """Every used part of the single SV3D checkpoint, strictly; the decoder in float32 (disable_first_stage_autocast)."""
+    """Every used part of the single SV3D checkpoint, strictly; the decoder in float32 (as the original's
+    disable_first_stage_autocast)."""
     checkpoint = ck.SV4DCheckpoint(file, ck.SV3D_UNUSED, "SV3D")
     checkpoint.check_layout((ck.UNET, ck.CLIP_VISUAL, ck.DECODER,
                              *(ck.FRAMES_ENCODER + part for part in ck.ENCODING_PARTS)))

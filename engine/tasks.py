@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import threading
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Callable, Iterator, Mapping
@@ -23,6 +24,10 @@ from engine.errors import InputError
 TASKS_PACKAGE = "engine.pipelines"
 ROLES = ("spec", "job", "pipeline", "bench", "tiny")
 MAX_SEED = 2**32 - 1  # numpy's seed range; torch takes it too
+# Task modules import diffusers/transformers on first use, often from two Gradio worker threads at once (a run and a
+# preview); their lazy top-level modules are not thread-safe on first import ("cannot import name ... from
+# 'diffusers'", seen once in the browser tests), so the first import of a role happens under one lock.
+_IMPORT_LOCK = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -187,7 +192,8 @@ class TaskSpec:
     def module(self, role: str) -> ModuleType:
         if role not in ROLES:
             raise ValueError(f"unknown task role {role!r}; roles are {ROLES}")
-        return importlib.import_module(f"{self.package or TASKS_PACKAGE + '.' + self.name}.{role}")
+        with _IMPORT_LOCK:
+            return importlib.import_module(f"{self.package or TASKS_PACKAGE + '.' + self.name}.{role}")
 
     @property
     def job(self) -> ModuleType:

@@ -138,3 +138,16 @@ def test_tiny_unet_forward_shapes() -> None:
                    torch.randn(b, t, 32, generator=gen), torch.randn(b * t * v, 128, generator=gen),
                    torch.randn(b * v, 4, 8, 8, generator=gen), num_frames=t * v)
     assert out.shape == (b * t * v, 4, 8, 8) and torch.isfinite(out).all()
+
+
+def test_sv4d_without_a_separate_motion_factor_has_no_motion_mixer_keys() -> None:
+    """sgm registers time_mixer_motion only with separate_motion_merge_factor (spacetime_attention.py@0ad7de9a5cb5
+    l.498); SV4D 1.0's config leaves it off, so its published file has no such keys and the motion blocks reuse
+    time_mixer."""
+    config = dataclasses.replace(TINY, separate_motion_merge_factor=False)
+    block = SpatialUNetModelWithTime(config)
+    keys = list(block.state_dict())
+    assert any("time_mixer.mix_factor" in k for k in keys)
+    assert not any("time_mixer_motion" in k for k in keys)
+    sv4d = build_on_meta(lambda: SpatialUNetModelWithTime(built_in_config("sv4d").unet)).state_dict()
+    assert not any("time_mixer_motion" in k for k in sv4d)

@@ -248,7 +248,10 @@ class SpatialTransformerWithTimeMixingAndMotion(nn.Module):
         self.time_mix_motion_embed = nn.Sequential(nn.Linear(channels, 4 * channels), nn.SiLU(),
                                                    nn.Linear(4 * channels, channels))
         self.time_mixer = AlphaBlender()
-        self.time_mixer_motion = AlphaBlender() if config.separate_motion_merge_factor else self.time_mixer
+        # Without a separate motion factor (SV4D 1.0) the motion blocks reuse time_mixer; registering it under a second
+        # name would add `time_mixer_motion.*` keys that the published file (sgm registers none) does not have.
+        if config.separate_motion_merge_factor:
+            self.time_mixer_motion = AlphaBlender()
         self.proj_out = nn.Linear(inner, channels) if self.use_linear else nn.Conv2d(inner, channels, 1)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, cam: torch.Tensor,
@@ -296,7 +299,8 @@ class SpatialTransformerWithTimeMixingAndMotion(nn.Module):
                 x = x.view(b, v, hw, t, c).permute(0, 3, 1, 2, 4).reshape(b * t, -1, c)
             else:
                 x = x.view(b, v, t, hw, c).permute(0, 2, 1, 3, 4).reshape(b * t, -1, c)
-            x = self.time_mixer_motion(x, motion_block(x + emb_time, motion_context, timesteps=t))
+            motion_mixer = getattr(self, "time_mixer_motion", self.time_mixer)
+            x = motion_mixer(x, motion_block(x + emb_time, motion_context, timesteps=t))
             x = x.reshape(-1, hw, c)  # (b t v) hw c
 
         if self.use_linear:

@@ -248,6 +248,7 @@ def main() -> None:
                for i in range(25)]
     np.save(ROOT / "face" / "talking_landmarks.npy", np.stack([face_landmarks(0.0, 0.0), *talking]))
     write_wav(ROOT / "face" / "speech.wav", speech(), 16000)
+    media.write_png(ROOT / "fourd" / "cube.png", cube_frame(0.6, size=320))
     media.write_mp4(ROOT / "fourd" / "turning_cube.mp4", (cube_frame(2 * math.pi * i / 24) for i in range(24)), 12,
                     crf=28)
 

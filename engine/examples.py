@@ -41,7 +41,9 @@ def project_examples() -> dict[str, list[Example]]:
                           "landmarks": _asset("face", "talking_landmarks.npy")}),
                  Example("Drawn portrait, synthetic speech",
                          {"image": _asset("face", "portrait.png"), "audio": _asset("face", "speech.wav")})],
-        "fourd": [Example("A turning cube", {"video": _asset("fourd", "turning_cube.mp4")})],
+        "fourd": [Example("A turning cube", {"video": _asset("fourd", "turning_cube.mp4")}),
+                  Example("A cube, one picture -> 21-view orbit (SV3D_p)", {"image": _asset("fourd", "cube.png")},
+                          {"model": "sv3d_p"})],
     }
 
 

@@ -76,7 +76,7 @@ class Conditioner:
                  check: Callable[[], None] = lambda: None) -> tuple[Conditioning, Conditioning]:
         """motion [T, 3, H, W] input frames and views [V, 3, H, W] (None in the first window), both in [-1, 1].
         Returns (cond, uncond)."""
-        n_time, n_view = len(motion), len(polars)
+        n_view = len(polars)
         frames = motion[:, None].expand(-1, n_view, -1, -1, -1).flatten(0, 1)
         view_images = views if views is not None else torch.zeros(n_view, *motion.shape[1:])
         noise = {}

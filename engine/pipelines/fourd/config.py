@@ -184,31 +184,39 @@ def interpolate(value: Any, variables: Mapping[str, Any], source: str) -> Any:
     return value
 
 
-def _unet_config(p: Mapping[str, Any], source: str) -> UNetConfig:
-    required = {"num_classes": "sequential", "use_spatial_transformer": True, "use_motion_attention": True,
-                "time_mix_legacy": False, "legacy": False, "use_spatial_context": True,
-                "time_block_merge_strategy": "learned_with_images"}
+def common_unet_fields(p: Mapping[str, Any], source: str, family: str, required: Mapping[str, Any],
+                       kernel_key: str) -> dict[str, Any]:
+    """The network_config fields SV4D's and SV3D's UNets share (by the dataclasses' names), after checking the
+    settings this app supports only in their published form; `kernel_key` names the temporal kernel's field."""
     for key, value in required.items():
         if p.get(key, value) != value:
-            raise InputError(f"The model config {source} sets {key}: {p[key]}; this app runs SV4D networks with "
+            raise InputError(f"The model config {source} sets {key}: {p[key]}; this app runs {family} networks with "
                              f"{key}: {value} only.")
     depth = p.get("transformer_depth", 1)
     if isinstance(depth, list):
         if len(set(depth)) != 1:
             raise InputError(f"The model config {source}: transformer_depth must be the same at every level.")
         depth = depth[0]
-    kernel = p.get("time_kernel_size", 3)
-    return UNetConfig(
+    kernel = p.get(kernel_key, 3)
+    return dict(
         in_channels=int(p["in_channels"]), out_channels=int(p["out_channels"]),
         model_channels=int(p["model_channels"]), channel_mult=tuple(int(m) for m in p["channel_mult"]),
         num_res_blocks=int(p["num_res_blocks"]),
         attention_resolutions=tuple(int(r) for r in p["attention_resolutions"]),
         num_head_channels=int(p["num_head_channels"]), transformer_depth=int(depth),
         context_dim=int(p["context_dim"]), adm_in_channels=int(p["adm_in_channels"]),
-        motion_context_dim=int(p["motion_context_dim"]),
         use_linear_in_transformer=bool(p.get("use_linear_in_transformer", False)),
         extra_ff_mix_layer=bool(p.get("extra_ff_mix_layer", False)),
-        time_kernel_size=tuple(int(k) for k in (kernel if isinstance(kernel, list) else [kernel] * 3)),
+        **{kernel_key: tuple(int(k) for k in (kernel if isinstance(kernel, list) else [kernel] * 3))})
+
+
+def _unet_config(p: Mapping[str, Any], source: str) -> UNetConfig:
+    required = {"num_classes": "sequential", "use_spatial_transformer": True, "use_motion_attention": True,
+                "time_mix_legacy": False, "legacy": False, "use_spatial_context": True,
+                "time_block_merge_strategy": "learned_with_images"}
+    return UNetConfig(
+        **common_unet_fields(p, source, "SV4D", required, "time_kernel_size"),
+        motion_context_dim=int(p["motion_context_dim"]),
         use_camera_emb=bool(p.get("use_camera_emb", False)), use_3d_attention=bool(p.get("use_3d_attention", False)),
         separate_motion_merge_factor=bool(p.get("separate_motion_merge_factor", False)))
 

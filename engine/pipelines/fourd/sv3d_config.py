@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from engine.errors import InputError
 
-from .config import ClipConfig, VAEConfig, clip_config, config_digest, interpolate, vae_config
+from .config import ClipConfig, VAEConfig, clip_config, common_unet_fields, config_digest, interpolate, vae_config
 
 
 @dataclass(frozen=True)
@@ -93,26 +93,7 @@ def _video_unet_config(p: Mapping[str, Any], source: str) -> VideoUNetConfig:
     required = {"num_classes": "sequential", "use_spatial_context": True, "merge_strategy": "learned_with_images",
                 "disable_temporal_crossattention": False, "use_scale_shift_norm": False, "resblock_updown": False,
                 "time_downup": False}
-    for key, value in required.items():
-        if p.get(key, value) != value:
-            raise InputError(f"The model config {source} sets {key}: {p[key]}; this app runs SV3D networks with "
-                             f"{key}: {value} only.")
-    depth = p.get("transformer_depth", 1)
-    if isinstance(depth, list):
-        if len(set(depth)) != 1:
-            raise InputError(f"The model config {source}: transformer_depth must be the same at every level.")
-        depth = depth[0]
-    kernel = p.get("video_kernel_size", 3)
-    return VideoUNetConfig(
-        in_channels=int(p["in_channels"]), out_channels=int(p["out_channels"]),
-        model_channels=int(p["model_channels"]), channel_mult=tuple(int(m) for m in p["channel_mult"]),
-        num_res_blocks=int(p["num_res_blocks"]),
-        attention_resolutions=tuple(int(r) for r in p["attention_resolutions"]),
-        num_head_channels=int(p["num_head_channels"]), transformer_depth=int(depth),
-        context_dim=int(p["context_dim"]), adm_in_channels=int(p["adm_in_channels"]),
-        use_linear_in_transformer=bool(p.get("use_linear_in_transformer", False)),
-        extra_ff_mix_layer=bool(p.get("extra_ff_mix_layer", False)),
-        video_kernel_size=tuple(int(k) for k in (kernel if isinstance(kernel, list) else [kernel] * 3)))
+    return VideoUNetConfig(**common_unet_fields(p, source, "SV3D", required, "video_kernel_size"))
 
 
 def _check(config: SV3DConfig, source: str) -> None:

@@ -121,6 +121,16 @@ class PreviewContext:
                                      "use the Models tab.")
         return status.path
 
+    @property
+    def device(self) -> Any:
+        """The engine's device, for a preview that loads one network itself (inside `exclusive`)."""
+        return self._engine.device
+
+    @property
+    def networks(self) -> Any:
+        """The engine's network cache: a network a preview loads is kept and shared with the runs."""
+        return self._engine.models
+
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
         """Hold the one-job device slot while the preview computes (never waits for a running job)."""

@@ -221,3 +221,21 @@ def test_long_speech_is_refused_from_its_header(tiny_hub: Path, files: dict[str,
 def test_summary_counts_speech_frames(engine: Engine, files: dict[str, Path]) -> None:
     text = engine.preview("face", "summary", audio=str(files["speech"]), steps=2).value
     assert text.startswith(f"{FRAMES} frames (0.3 s at 25 fps): 1 window(s)")
+
+
+def test_speech_preview_loads_only_the_speech_renderer(session_engine: Engine, files: dict[str, Path],
+                                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The landmark preview of a speech run needs AniPortrait's networks, not the diffusion ones: it works while the
+    face pipeline could not be built (e.g. SVD not downloaded yet)."""
+    from engine.pipelines.face import landmarks
+    from engine.pipelines.face.pipeline import FacePipeline
+
+    def no_diffusion(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the preview built the diffusion pipeline")
+
+    monkeypatch.setattr(landmarks, "open_landmarker", lambda task_file: FakeLandmarker())
+    monkeypatch.setattr(job, "PREVIEW_FOLDER", tmp_path / "previews")
+    monkeypatch.setattr(FacePipeline, "load", classmethod(no_diffusion))
+    video = session_engine.preview("face", "landmarks", image=str(files["portrait"]), audio=str(files["speech"]),
+                                   size=SIZE).value
+    assert media.video_info(video).frames == FRAMES

@@ -434,9 +434,10 @@ def preview_landmarks(ctx: PreviewContext, image: Any, driving: Any = None, land
     def task_file() -> Path:
         return ctx.checkpoint("mediapipe_face") / TASK_FILE
 
-    if audio:
-        with ctx.pipeline(options) as pipeline:
-            renderer = pipeline.speech_renderer(ctx.checkpoint("aniportrait"))
+    if audio:  # only the speech renderer (~1 GB), not the diffusion networks: it is all a landmark preview needs
+        folder = ctx.checkpoint("aniportrait")
+        with ctx.exclusive():
+            renderer = speech.SpeechRenderer.load(folder, ctx.device, ctx.networks)
             sequence = run_landmarks(inputs, options, task_file, lambda f, m: None, lambda: None, lambda: renderer)
     else:
         sequence = run_landmarks(inputs, options, task_file, lambda f, m: None, lambda: None)

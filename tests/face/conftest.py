@@ -152,3 +152,9 @@ def _encode_all(stream: Any, frame: Any) -> list:
         piece.sample_rate, piece.pts = frame.sample_rate, start
         packets += stream.encode(piece)
     return packets + stream.encode(None)
+
+
+def audio_seconds(path: Path) -> float | None:
+    """The length of a file's first audio stream from its header (None: no audio stream)."""
+    found = media.audio_info(path)
+    return None if found is None else found[1]

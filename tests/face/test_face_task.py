@@ -14,7 +14,7 @@ from engine.__main__ import main
 from engine.errors import InputError
 from engine.limits import Limits
 from engine.pipelines.face import job
-from tests.face.conftest import face68, write_driving, write_portrait
+from tests.face.conftest import audio_seconds, face68, write_driving, write_portrait
 
 SIZE = 64  # the tiny models work at 64 px (the real ones at 512)
 FPS = 10
@@ -34,16 +34,6 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     np.save(paths["landmarks"], np.stack([face68(48, 40, 16, mouth) for mouth in MOUTHS]))
     media.write_png(paths["black"], np.zeros((80, 96, 3), np.uint8))
     return paths
-
-
-def audio_seconds(path: Path) -> float | None:
-    import av
-
-    with av.open(str(path)) as container:
-        if not container.streams.audio:
-            return None
-        stream = container.streams.audio[0]
-        return float(stream.duration * stream.time_base)
 
 
 @pytest.fixture(scope="module")

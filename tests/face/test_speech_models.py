@@ -181,7 +181,7 @@ def test_weighted_procrustes_recovers_a_known_similarity() -> None:
     known[:3, 3] = [1, -2, -30]
     target = source @ known[:3, :3].T + known[:3, 3]
     weights = np.where(rng.random(468) < 0.1, rng.random(468), 0)
-    np.testing.assert_allclose(geometry.weighted_procrustes(source, target, weights), known, atol=1e-9)
+    assert_relative_close(geometry.weighted_procrustes(source, target, weights), known, rtol=1e-9)
 
 
 def test_metric_mesh_projects_back_onto_the_screen_landmarks(tmp_path: Path) -> None:

@@ -18,23 +18,13 @@ from engine.__main__ import main
 from engine.errors import InputError
 from engine.limits import Limits
 from engine.pipelines.face import job, speech
-from tests.face.conftest import FakeLandmarker, speech_like, write_portrait, write_speech
+from tests.face.conftest import FakeLandmarker, audio_seconds, speech_like, write_portrait, write_speech
 from tests.tolerance import assert_relative_close
 
 SIZE = 64
 OPTIONS = {"steps": 1, "size": SIZE, "seed": 3}
 SECONDS = 0.3  # 8 frames at 25 fps
 FRAMES = math.ceil(SECONDS * 25)
-
-
-def audio_seconds(path: Path) -> float | None:
-    import av
-
-    with av.open(str(path)) as container:
-        if not container.streams.audio:
-            return None
-        stream = container.streams.audio[0]
-        return float(stream.duration * stream.time_base)
 
 
 @pytest.fixture(scope="module")

@@ -32,8 +32,8 @@ OPEN_CLIP_ARCHS = {
 
 
 @dataclass(frozen=True)
-class UNetConfig:
-    """SpatialUNetModelWithTime's hyper-parameters (names as in network_config.params)."""
+class UNetLayout:
+    """The hyper-parameters SV4D's and SV3D's UNets share (names as in network_config.params)."""
 
     in_channels: int
     out_channels: int
@@ -45,9 +45,15 @@ class UNetConfig:
     transformer_depth: int
     context_dim: int
     adm_in_channels: int
-    motion_context_dim: int
     use_linear_in_transformer: bool
     extra_ff_mix_layer: bool
+
+
+@dataclass(frozen=True)
+class UNetConfig(UNetLayout):
+    """SpatialUNetModelWithTime's hyper-parameters."""
+
+    motion_context_dim: int
     time_kernel_size: tuple[int, ...]
     use_camera_emb: bool
     use_3d_attention: bool

@@ -14,25 +14,14 @@ from typing import Any, Mapping
 
 from engine.errors import InputError
 
-from .config import ClipConfig, VAEConfig, clip_config, common_unet_fields, config_digest, interpolate, vae_config
+from .config import (ClipConfig, UNetLayout, VAEConfig, clip_config, common_unet_fields, config_digest, interpolate,
+                     vae_config)
 
 
 @dataclass(frozen=True)
-class VideoUNetConfig:
-    """sgm's VideoUNet hyper-parameters (names as in network_config.params)."""
+class VideoUNetConfig(UNetLayout):
+    """sgm's VideoUNet hyper-parameters."""
 
-    in_channels: int
-    out_channels: int
-    model_channels: int
-    channel_mult: tuple[int, ...]
-    num_res_blocks: int
-    attention_resolutions: tuple[int, ...]
-    num_head_channels: int
-    transformer_depth: int
-    context_dim: int
-    adm_in_channels: int
-    use_linear_in_transformer: bool
-    extra_ff_mix_layer: bool
     video_kernel_size: tuple[int, ...]
 
 

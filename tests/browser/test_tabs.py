@@ -7,6 +7,8 @@ import re
 from playwright.sync_api import Page, expect
 
 RUN_TIMEOUT_MS = 150_000  # a tiny run on a loaded 2-core CPU
+SET_ATTEMPTS = 5
+SETTLE_MS = 500
 SAW_STOPPING = """() => {
     window.sawStopping = false;
     const check = () => { if ((document.querySelector('#pose-stop')?.textContent || '').includes('Stopping'))
@@ -32,16 +34,26 @@ def expect_picture(page: Page, label: str) -> None:
 
 
 def open_advanced(page: Page) -> None:
+    """Open the visible tab's advanced settings and wait until they are open (their controls are rendered only
+    then: a lookup right after the click can miss them)."""
     page.locator("button.label-wrap:visible", has_text="Advanced settings").click()
+    expect(page.locator("button.label-wrap.open:visible", has_text="Advanced settings")).to_be_visible()
 
 
 def set_number(page: Page, label: str, value: float) -> None:
-    """A slider's number box (or a plain number field) of the visible tab; Enter commits it."""
-    box = page.locator(f'input[aria-label="number input for {label}"]:visible')
-    if not box.count():
-        box = page.get_by_label(label, exact=True).locator("visible=true")
-    box.first.fill(str(value))
-    box.first.press("Enter")
+    """A slider's number box (or a plain number field) of the visible tab; Enter commits it. Waits for the field
+    (never decides from a count taken while the page is still changing) and types again if the value did not stay:
+    a slider that has just appeared (an accordion opened) can put its first value back over what was typed."""
+    slider_box = page.locator(f'input[aria-label="number input for {label}"]')
+    number_field = page.get_by_label(label, exact=True).and_(page.locator("input[type=number]"))
+    box = slider_box.or_(number_field).locator("visible=true").first
+    for _ in range(SET_ATTEMPTS):
+        box.fill(str(value))
+        box.press("Enter")
+        page.wait_for_timeout(SETTLE_MS)
+        if box.input_value() == str(value):
+            return
+    raise AssertionError(f"{label} did not keep the value {value}: it shows {box.input_value()}")
 
 
 def expect_result_video(page: Page, task: str) -> None:

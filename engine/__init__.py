@@ -44,6 +44,7 @@ class Preview:
 @dataclass
 class EngineConfig:
     device: str = "auto"
+    devices: tuple[str, ...] = ()  # several devices (--devices): one job per device in the app; windows split in a CLI job
     dtype: str = "auto"
     offload: str = "none"  # none | model
     outputs: Path = Path("outputs")

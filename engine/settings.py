@@ -23,6 +23,11 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("engine (each also settable as ANIMATE_<NAME>, e.g. ANIMATE_DEVICE=cpu)")
     group.add_argument("--device", default=env("device", "auto"), choices=["auto", "cuda", "mps", "cpu"],
                        help="where models run (default: auto = CUDA, then MPS, then CPU)")
+    group.add_argument("--devices", type=parse_devices, default=parse_devices(env("devices", "")),
+                       metavar="DEV,DEV,...",
+                       help="several devices, e.g. cuda:0,cuda:1: the app runs one job per device at a time; a "
+                            "command-line job (pose, face) divides each denoising step's windows among them "
+                            "(default: the one --device)")
     group.add_argument("--dtype", default=env("dtype", "auto"), choices=["auto", "bf16", "fp16", "fp32"],
                        help="weights/activations precision (auto: bf16 on recent CUDA GPUs else fp16; fp32 on CPU)")
     group.add_argument("--offload", default=env("offload", "none"), choices=["none", "model"],
@@ -38,6 +43,12 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
                        help="after each run, delete the oldest finished run folders until all runs fit in this "
                             "size (never the new run or a running one; default: no quota)")
     add_limit_arguments(parser)
+
+
+def parse_devices(text: str) -> tuple[str, ...]:
+    """"cuda:0, cuda:1" -> ("cuda:0", "cuda:1"); "" -> () (one device, --device). A device may repeat (two CPU
+    workers); whether each exists is checked when the engine starts."""
+    return tuple(part.strip().lower() for part in (text or "").split(",") if part.strip())
 
 
 def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +71,7 @@ def limits_from_args(args: argparse.Namespace) -> Limits:
 
 
 def config_from_args(args: argparse.Namespace, outputs: Path | None = None) -> EngineConfig:
-    return EngineConfig(device=args.device, dtype=args.dtype, offload=args.offload,
+    return EngineConfig(device=args.device, devices=args.devices, dtype=args.dtype, offload=args.offload,
                         outputs=outputs or Path(getattr(args, "outputs", None) or env("outputs", "outputs")),
                         cache_dir=args.cache_dir, offline=args.offline, memory_budget_gb=args.memory_budget_gb,
                         outputs_quota_gb=args.outputs_quota_gb,

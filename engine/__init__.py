@@ -1,9 +1,10 @@
 """The engine: the one object that tabs, the CLI and the API talk to.
 
 `Engine.run(task, inputs, options, progress)` parses the options once and validates inputs before any model loads,
-resolves checkpoints through the Hub cache, builds the task's pipeline over networks from the network cache (each
-loaded once, shared between tasks, kept while memory allows), runs it under the one-GPU-job lock and writes the
-results plus settings.json into a fresh run folder. `Engine.preview` runs a task's quick helpers for the tabs.
+resolves checkpoints through the Hub cache, takes a free device slot (one job per device; with several --devices,
+jobs run side by side, one on each), builds the task's pipeline there over networks from that device's network cache
+(each loaded once, shared between tasks, kept while memory allows) and writes the results plus settings.json into a
+fresh run folder. `Engine.preview` runs a task's quick helpers for the tabs.
 """
 from __future__ import annotations
 
@@ -66,34 +67,51 @@ class Engine:
         self.tasks: dict[str, TaskSpec] = dict(tasks) if tasks is not None else discover_tasks()
         self.hub = hub or Hub(cache_dir=self.config.cache_dir, offline=self.config.offline)
         self._runtime_lock = threading.Lock()
-        self._device = self._dtype = self._cache = None
+        self._slots: Any = None  # runtime.DeviceSlots, built on first need (never touches a GPU before)
+        self._device_names = self.config.devices or (self.config.device,)
+        if self.config.devices:  # named explicitly: check them now, so a typo fails at start, not at the first job
+            from engine import runtime
+
+            for name in self._device_names:
+                runtime.choose_device(name)
         self._active: dict[Hashable, CancelToken] = {}
         sweep_staging(*(Path(self.config.outputs) / name for name in self.tasks))  # left by killed runs
 
     # ------------------------------------------------------------------------------------------- runtime (lazy)
-    def _runtime(self) -> tuple[Any, Any, Any]:
+    @property
+    def slots(self) -> Any:
+        """The job slots (runtime.DeviceSlots): one per device of --devices (else the one --device), each with its
+        dtype and its own network cache under its own budget (--memory-budget-gb each; by default a share of that
+        device's memory)."""
         with self._runtime_lock:
-            if self._cache is None:
+            if self._slots is None:
                 from engine import runtime
 
-                self._device = runtime.choose_device(self.config.device)
-                self._dtype = runtime.choose_dtype(self.config.dtype, self._device)
-                budget = (int(self.config.memory_budget_gb * 2**30) if self.config.memory_budget_gb
-                          else runtime.default_budget(self._device))
-                self._cache = runtime.ModelCache(budget, device=self._device)
-            return self._device, self._dtype, self._cache
+                devices = [runtime.choose_device(name) for name in self._device_names]
+                self._slots = runtime.DeviceSlots(self._slot(runtime, device, devices[:i].count(device),
+                                                             devices.count(device))
+                                                  for i, device in enumerate(devices))
+            return self._slots
+
+    def _slot(self, runtime: Any, device: Any, worker: int, sharers: int) -> Any:
+        budget = (int(self.config.memory_budget_gb * 2**30) if self.config.memory_budget_gb
+                  else runtime.default_budget(device, sharers))
+        return runtime.DeviceSlot(device, runtime.choose_dtype(self.config.dtype, device),
+                                  runtime.ModelCache(budget, device=device), runtime.device_lock(device, worker))
 
     @property
     def device(self) -> Any:
-        return self._runtime()[0]
+        """The (first) device jobs run on."""
+        return self.slots.first.device
 
     @property
     def dtype(self) -> Any:
-        return self._runtime()[1]
+        return self.slots.first.dtype
 
     @property
     def models(self) -> Any:
-        return self._runtime()[2]
+        """The (first) device's network cache."""
+        return self.slots.first.models
 
     def task(self, name: str) -> TaskSpec:
         try:
@@ -138,14 +156,17 @@ class Engine:
         return next((spec.name for spec in self.tasks.values() if checkpoint in spec.all_checkpoints), None)
 
     # ------------------------------------------------------------------------------------------- pipelines
-    def pipeline(self, task: str, progress: Progress = no_progress, options: Options | None = None) -> Pipeline:
-        """The task's pipeline: a view over networks from the network cache (loaded on first use), over the
-        checkpoints its options need (the required ones when options is None)."""
+    def pipeline(self, task: str, progress: Progress = no_progress, options: Options | None = None,
+                 slot: Any = None) -> Pipeline:
+        """The task's pipeline on a device slot (default: the first): a view over networks from that slot's network
+        cache (loaded on first use), over the checkpoints its options need (the required ones when options is
+        None)."""
         spec = self.task(task)
-        device, dtype, cache = self._runtime()
+        slot = slot or self.slots.first
         paths = {name: self.checkpoint(name, progress, task) for name in spec.run_checkpoints(options)}
         progress(0.0, f"Loading {spec.title} models")
-        return spec.pipeline_class.load(paths, device, dtype, offload=self.config.offload, networks=cache)
+        return spec.pipeline_class.load(paths, slot.device, slot.dtype, offload=self.config.offload,
+                                        networks=slot.models)
 
     def preview(self, task: str, name: str, **values: Any) -> Preview:
         """Run one of a task's preview helpers (job.PREVIEWS) under the preview policy (see PreviewContext)."""
@@ -177,8 +198,8 @@ class Engine:
 
         resolved = self.task(task).parse_options(options)
         # the device's name only: building the model cache would touch the GPU (never in a ZeroGPU main process)
-        device = self._device or runtime.choose_device(self.config.device)
-        dtype = DTYPE_NAMES.get(str(self._dtype), self.config.dtype)
+        device = self._slots.first.device if self._slots else runtime.choose_device(self._device_names[0])
+        dtype = DTYPE_NAMES.get(str(self._slots.first.dtype), self.config.dtype) if self._slots else self.config.dtype
         dtype = "fp32" if dtype == "auto" and device.type == "cpu" else dtype  # runtime.choose_dtype's CPU choice
         with applied(self.config.limits):
             return cost.estimate(task, inputs, resolved, str(device), dtype, self.history(task))
@@ -225,16 +246,16 @@ class Engine:
                     resolved = resolved.replace(seed=pick_seed(resolved.seed))
                 prepared = spec.job.validate(dict(inputs), resolved)
                 modelled = cost.work(task, inputs, resolved)
-            with _device_slot(cancel, progress), runtime.out_of_memory_as_resource_error(self.models), \
-                    self.models.pinned():
+            with self._device_slot(cancel, progress) as slot, \
+                    runtime.out_of_memory_as_resource_error(slot.models), slot.models.pinned():
                 if "seed" in resolved:
                     seed_everything(resolved["seed"])
 
                 def get_pipeline(other: str | None = None) -> Any:
                     """This run's pipeline, or (by name) another task's, used inside this job's device slot."""
                     with Stopwatch(timings, "load"):
-                        return self.pipeline(task, progress, resolved) if other is None else \
-                            self.pipeline(other, progress)
+                        return self.pipeline(task, progress, resolved, slot) if other is None else \
+                            self.pipeline(other, progress, slot=slot)
 
                 ctx = JobContext(task, prepared, resolved, folder.staging, progress, cancel, get_pipeline,
                                  self.checkpoint, timings)
@@ -245,7 +266,7 @@ class Engine:
             timings["run"] = timings.get("run", 0.0) - timings.get("load", 0.0)
             settings = write_settings(folder.staging / "settings.json", task=task,
                                       inputs=_recorded_inputs(spec, inputs), options=dict(resolved),
-                                      checkpoints=checkpoints, device=str(self.device), dtype=str(self.dtype),
+                                      checkpoints=checkpoints, device=str(slot.device), dtype=str(slot.dtype),
                                       timings=timings, outputs=files, folder=folder.staging, warnings=ctx.warnings,
                                       details=ctx.details, estimate=_recorded_estimate(modelled))
             final = folder.commit()
@@ -264,6 +285,21 @@ class Engine:
         files["settings"] = final / "settings.json"
         progress(1.0, "Done")
         return JobResult(final, files, settings)
+
+    @contextlib.contextmanager
+    def _device_slot(self, cancel: CancelToken, progress: Progress) -> Iterator[Any]:
+        """A free device slot, taken after validation (checking inputs never holds up another user's job). While
+        every slot is busy, say so with the job's place in line, and keep honouring Stop."""
+        several = len(self.slots.slots) > 1
+
+        def waiting(ahead: int) -> None:
+            if ahead:
+                progress(0.0, f"Waiting for a free device: {ahead} job{'s' * (ahead > 1)} ahead")
+            else:
+                progress(0.0, "Waiting for a free device" if several else "Waiting for the running job to finish")
+
+        with self.slots.take(cancel.check, waiting) as slot:
+            yield slot
 
     def _used_checkpoints(self, spec: TaskSpec) -> dict[str, dict[str, str]]:
         """Repo, requested revision and resolved commit of each cached checkpoint of the task (for settings.json)."""
@@ -320,19 +356,3 @@ def user_message(exc: BaseException) -> str:
     if isinstance(exc, AnimateError):
         return str(exc)
     return f"Unexpected error ({exc.__class__.__name__}: {exc}). Details are in the server log; please report it."
-
-
-@contextlib.contextmanager
-def _device_slot(cancel: CancelToken, progress: Progress) -> Iterator[None]:
-    """The one-job device slot, taken after validation (checking inputs never holds up another user's job). While
-    another job has it, say so and keep honouring Stop."""
-    from engine import runtime
-
-    if not runtime.GPU_LOCK.acquire(blocking=False):
-        progress(0.0, "Waiting for the running job to finish")
-        while not runtime.GPU_LOCK.acquire(timeout=0.25):
-            cancel.check()
-    try:
-        yield
-    finally:
-        runtime.GPU_LOCK.release()

@@ -103,12 +103,13 @@ def cancellable(cancel: CancelToken, *networks: Any) -> Iterator[None]:
 
 class PreviewContext:
     """What a task's preview helper (its job module's PREVIEWS) may use, under the preview policy: checkpoints only
-    if already cached (a preview never starts a multi-gigabyte download), the device only if no job holds it, and
-    out of memory as a ResourceError."""
+    if already cached (a preview never starts a multi-gigabyte download), a device slot only if one is free and no job
+    waits for it, and out of memory as a ResourceError."""
 
     def __init__(self, engine: Any, task: str) -> None:
         self._engine, self.task = engine, task
         self.spec = engine.task(task)
+        self._slot: Any = None  # the device slot held inside `exclusive`
 
     def options(self, **given: Any) -> Options:
         """The task's options with these values (None: the default), coerced and checked as a run would."""
@@ -123,34 +124,37 @@ class PreviewContext:
 
     @property
     def device(self) -> Any:
-        """The engine's device, for a preview that loads one network itself (inside `exclusive`)."""
-        return self._engine.device
+        """The device of the slot held (inside `exclusive`; outside it, the engine's first), for a preview that
+        loads one network itself."""
+        return (self._slot or self._engine.slots.first).device
 
     @property
     def networks(self) -> Any:
-        """The engine's network cache: a network a preview loads is kept and shared with the runs."""
-        return self._engine.models
+        """That slot's network cache: a network a preview loads is kept and shared with the runs there."""
+        return (self._slot or self._engine.slots.first).models
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
-        """Hold the one-job device slot while the preview computes (never waits for a running job)."""
+        """Hold a free device slot while the preview computes (never waits for a running job)."""
         from engine import runtime
 
-        if not runtime.GPU_LOCK.acquire(blocking=False):
-            raise PreviewUnavailable("A job is running; the preview updates after it finishes and you edit again.")
-        try:
-            with runtime.out_of_memory_as_resource_error(self._engine.models):
-                yield
-        finally:
-            runtime.GPU_LOCK.release()
+        with self._engine.slots.take_if_free() as slot:
+            if slot is None:
+                raise PreviewUnavailable("A job is running; the preview updates after it finishes and you edit again.")
+            self._slot = slot
+            try:
+                with runtime.out_of_memory_as_resource_error(slot.models):
+                    yield
+            finally:
+                self._slot = None
 
     @contextlib.contextmanager
     def pipeline(self, options: Options | None = None) -> Iterator[Any]:
-        """The task's pipeline (for these options) on cached checkpoints, holding the device slot."""
+        """The task's pipeline (for these options) on cached checkpoints, holding a device slot."""
         for name in self.spec.run_checkpoints(options):
             self.checkpoint(name)
         with self.exclusive():
-            yield self._engine.pipeline(self.task, options=options)
+            yield self._engine.pipeline(self.task, options=options, slot=self._slot)
 
 
 @dataclass

@@ -1,11 +1,13 @@
-"""Device and dtype choice, the network cache, the one-GPU-job lock, and out-of-memory handling."""
+"""Device and dtype choice, the network cache, the job slots (one job per device at a time), and out-of-memory
+handling."""
 from __future__ import annotations
 
 import contextlib
 import gc
+import re
 import threading
-from collections import OrderedDict
-from dataclasses import dataclass
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Iterable, Iterator, TypeVar
 
 import torch
@@ -17,21 +19,27 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def choose_device(preference: str = "auto") -> torch.device:
-    """auto: CUDA, then Apple MPS, then CPU. An explicit choice that is unavailable is an InputError."""
-    preference = (preference or "auto").lower()
+    """auto: CUDA, then Apple MPS, then CPU; or cuda, cuda:N, mps, cpu. An explicit choice that is unavailable (no
+    CUDA, or cuda:5 on a two-GPU machine) is an InputError naming it."""
+    preference = (preference or "auto").strip().lower()
     if preference == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if preference == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for but no CUDA GPU is visible to PyTorch. "
-                         "Install a CUDA build of torch or use --device auto.")
+    if not re.fullmatch(r"cuda(:\d+)?|mps|cpu", preference):
+        raise InputError(f"Unknown device '{preference}'. Use auto, cuda, cuda:N (N counting from 0), mps or cpu.")
+    if preference.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(f"Device {preference} was asked for but no CUDA GPU is visible to PyTorch. "
+                             "Install a CUDA build of torch or use --device auto.")
+        index, count = torch.device(preference).index, torch.cuda.device_count()
+        if index is not None and index >= count:
+            raise InputError(f"Device {preference} was asked for but only {count} CUDA GPU{'s' * (count != 1)} "
+                             f"{'are' if count != 1 else 'is'} visible (cuda:0 to cuda:{count - 1}).")
     if preference == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise InputError("--device mps was asked for but Apple MPS is not available. Use --device auto.")
-    if preference not in ("cuda", "mps", "cpu"):
-        raise InputError(f"Unknown device '{preference}'. Use auto, cuda, mps or cpu.")
     return torch.device(preference)
 
 
@@ -79,13 +87,16 @@ def model_bytes(obj: Any, device: torch.device | None = None) -> int:
     return total
 
 
-def default_budget(device: torch.device) -> int:
-    """Bytes the model cache may hold: 85% of GPU memory, or 60% of free RAM on CPU."""
+def default_budget(device: torch.device, sharers: int = 1) -> int:
+    """Bytes one model cache may hold: 85% of the GPU's memory, or 60% of free RAM on CPU, divided between the
+    `sharers` job slots on that same device (two "cpu" slots share the RAM)."""
     if device.type == "cuda":
-        return int(torch.cuda.get_device_properties(device).total_memory * 0.85)
-    import psutil
+        total = torch.cuda.get_device_properties(device).total_memory * 0.85
+    else:
+        import psutil
 
-    return int(psutil.virtual_memory().available * 0.6)
+        total = psutil.virtual_memory().available * 0.6
+    return int(total / max(1, sharers))
 
 
 @dataclass(frozen=True)
@@ -220,8 +231,104 @@ def empty_device_caches() -> None:
         torch.mps.empty_cache()
 
 
-GPU_LOCK = threading.Lock()
-"""Only one job uses the accelerator at a time (tabs, CLI and API calls alike)."""
+_DEVICE_LOCKS: dict[tuple[str, int], threading.Lock] = {}
+_DEVICE_LOCKS_GUARD = threading.Lock()
+
+
+def device_lock(device: torch.device | str, worker: int = 0) -> threading.Lock:
+    """The process-wide lock of one job slot on a device: only one job at a time uses it, whichever Engine, tab, CLI
+    or API call runs it. `worker` numbers the slots of a device listed more than once (cpu,cpu: two CPU workers)."""
+    device = torch.device(device)
+    index = device.index
+    if index is None:  # "cuda" is the current CUDA device, "cpu" and "mps" the only one
+        index = torch.cuda.current_device() if device.type == "cuda" else 0
+    with _DEVICE_LOCKS_GUARD:
+        return _DEVICE_LOCKS.setdefault((f"{device.type}:{index}", worker), threading.Lock())
+
+
+@dataclass(frozen=True)
+class DeviceSlot:
+    """Where one job runs: a device, the dtype used there, that slot's own network cache, and the slot's lock."""
+
+    device: torch.device
+    dtype: torch.dtype
+    models: ModelCache
+    lock: threading.Lock = field(repr=False, compare=False)
+
+
+class DeviceSlots:
+    """One job per device slot at a time; a job takes any free slot, and waiting jobs take them first come, first
+    served (each told how many wait ahead of it). Thread-safe: tabs, API calls and batch threads share one engine."""
+
+    def __init__(self, slots: Iterable[DeviceSlot]) -> None:
+        self.slots = tuple(slots)
+        self._changed = threading.Condition()
+        self._queue: deque[object] = deque()  # tickets of the jobs waiting, first in line first
+
+    @property
+    def first(self) -> DeviceSlot:
+        return self.slots[0]
+
+    def _grab(self) -> DeviceSlot | None:
+        for slot in self.slots:
+            if slot.lock.acquire(blocking=False):
+                return slot
+        return None
+
+    def _release(self, slot: DeviceSlot) -> None:
+        slot.lock.release()
+        with self._changed:
+            self._changed.notify_all()
+
+    @contextlib.contextmanager
+    def take(self, check_cancel: Callable[[], None], waiting: Callable[[int], None]) -> Iterator[DeviceSlot]:
+        """Hold a free slot for the block, waiting in line for one if none is free. While waiting: `waiting(n)` each
+        time the number of jobs ahead changes (first with the place on joining), and `check_cancel()` every quarter
+        second (it raises to leave the line)."""
+        ticket = object()
+        with self._changed:
+            slot = None if self._queue else self._grab()
+            if slot is None:
+                self._queue.append(ticket)
+        try:
+            shown = None
+            while slot is None:
+                with self._changed:
+                    if self._queue[0] is ticket:
+                        slot = self._grab()
+                    if slot is not None:
+                        self._queue.popleft()
+                        self._changed.notify_all()
+                        break
+                    ahead = self._queue.index(ticket)
+                    if ahead == shown:
+                        self._changed.wait(0.25)  # woken when a slot frees or the line moves
+                if ahead != shown:
+                    waiting(ahead)
+                    shown = ahead
+                check_cancel()
+        except BaseException:
+            with self._changed:
+                if ticket in self._queue:
+                    self._queue.remove(ticket)
+                    self._changed.notify_all()
+            raise
+        try:
+            yield slot
+        finally:
+            self._release(slot)
+
+    @contextlib.contextmanager
+    def take_if_free(self) -> Iterator[DeviceSlot | None]:
+        """A free slot for the block without waiting, or None when every slot is busy or jobs wait for one (a
+        preview never holds up a job)."""
+        with self._changed:
+            slot = None if self._queue else self._grab()
+        try:
+            yield slot
+        finally:
+            if slot is not None:
+                self._release(slot)
 
 
 @contextlib.contextmanager

@@ -129,7 +129,7 @@ def test_inputs_are_checked_before_waiting_for_the_device_and_a_waiting_job_can_
         if message.startswith("Waiting"):
             token.cancel()
 
-    with runtime.GPU_LOCK:  # another job has the device
+    with runtime.device_lock(engine.device):  # another job has the device
         with pytest.raises(InputError, match="text file missing"):
             engine.run("echo", {"text": tmp_path / "nope.txt"})  # refused at once, without waiting
         with pytest.raises(JobCancelled):

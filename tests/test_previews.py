@@ -18,7 +18,7 @@ def opaque_sheet(folder: Path) -> Path:
 
 def test_cutout_preview_waits_for_no_job_and_loads_nothing_while_one_runs(engine: Engine, tmp_path: Path) -> None:
     sheet = opaque_sheet(tmp_path)
-    with runtime.GPU_LOCK:
+    with runtime.device_lock(engine.device):
         busy = engine.preview("dance", "cutout", sheets=[sheet])
     assert busy.value is None and "A job is running" in busy.note
     done = engine.preview("dance", "cutout", sheets=[sheet])

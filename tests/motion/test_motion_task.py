@@ -171,7 +171,7 @@ def test_live_preview_runs_cmp_only(session_engine: Engine, tmp_path: Path) -> N
     assert unfinished is None and "at least two points" in why
     with pytest.raises(InputError, match="outside"):
         preview(session_engine, [[[20, 20], [90, 20]]])
-    with runtime.GPU_LOCK:
+    with runtime.device_lock(session_engine.device):
         busy, why = preview(session_engine, [[[20, 20], [40, 24]]])
     assert busy is None and "job is running" in why
     empty = Engine(EngineConfig(device="cpu", outputs=tmp_path, cache_dir=tmp_path / "empty", offline=True))

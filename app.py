@@ -1,4 +1,6 @@
-"""Start the web app: `python app.py [--host --port --share --auth USER:PASS --device --dtype --offload ...]`.
+"""Start the web app: `python app.py [--host --port --share --auth USER:PASS --device --devices --dtype --offload ...]`.
+
+With `--devices cuda:0,cuda:1,...` the app runs one job per device at a time, each device with its own model cache.
 
 Every flag also reads an environment variable (ANIMATE_HOST, ANIMATE_PORT, ANIMATE_SHARE, ANIMATE_AUTH, ...), which is
 how a Hugging Face Space configures it.
@@ -93,16 +95,28 @@ def announce(url: str, share_url: str | None, share: bool) -> None:
         print("To reach it from another machine use --host 0.0.0.0, or --share (with --auth) for a public link.")
 
 
+def make_engine(args: argparse.Namespace) -> Any:
+    """The engine for these flags; a device of --devices that is not there ends the app at once, with exit code 2
+    like any other bad flag."""
+    from engine import Engine
+    from engine.errors import InputError
+
+    try:
+        return Engine(config_from_args(args, outputs=args.outputs))
+    except InputError as exc:
+        print(f"app.py: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     configure_logging()
+    engine = make_engine(args)
     instance_temp_dir()
     stop_on_sigterm()  # a stop (docker stop, systemd, Spaces) shuts down like Ctrl+C
-    from engine import Engine
     from engine.examples import ASSETS
     from tabs import CSS, THEME, build_app
 
-    engine = Engine(config_from_args(args, outputs=args.outputs))
     demo = build_app(engine, delete_cache=delete_cache(args.upload_retention_hours))
     if args.share and not args.auth:
         print("warning: --share makes the app public; protect it with --auth USER:PASS", file=sys.stderr)

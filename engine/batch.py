@@ -206,7 +206,10 @@ def _sha256(path: Path, hashes: dict[Path, str | None]) -> str | None:
 # ------------------------------------------------------------------------------------------------- running
 class Reporter:
     """One line per event on stderr, prefixed with the job's id (lines of concurrent jobs interleave whole). Progress
-    is printed when its message changes or it passes another tenth."""
+    is printed when it passes another tenth, or when its message changes and the last line is `quiet_s` old (a job
+    reporting every frame prints a few lines, not hundreds)."""
+
+    quiet_s = 5.0
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
@@ -220,12 +223,12 @@ class Reporter:
         self.say(job.id, f"{job.task}: started (line {job.line})")
 
     def progress(self, job: Job) -> Progress:
-        last = ["", -1]
+        last = {"message": "", "tenth": -1, "time": 0.0}
 
         def report(fraction: float, message: str) -> None:
-            tenth = int(max(0.0, min(1.0, fraction)) * 10)
-            if message != last[0] or tenth != last[1]:
-                last[:] = [message, tenth]
+            tenth, now = int(max(0.0, min(1.0, fraction)) * 10), time.monotonic()
+            if tenth != last["tenth"] or (message != last["message"] and now - last["time"] >= self.quiet_s):
+                last.update(message=message, tenth=tenth, time=now)
                 self.say(job.id, f"{fraction:4.0%} {message}")
 
         return report

@@ -116,6 +116,17 @@ def test_a_second_run_resumes_without_redoing_finished_jobs(echo_engine: Engine,
     assert json.loads((out / "summary.json").read_text())["counts"] == {"skipped": 1, "ok": 2}
 
 
+def test_with_two_devices_every_job_runs_once(work: Path, tmp_path: Path) -> None:
+    engine = Engine(EngineConfig(device="cpu", devices=("cpu", "cpu"), outputs=tmp_path / "outputs",
+                                 cache_dir=tmp_path / "hub", offline=True), tasks={"echo": ECHO})
+    lines = [echo_job(f"job{i}", seed=i) for i in range(6)]
+    outcomes, code, progress = run(engine, write_jobs(work, *lines), work / "out")
+    assert code == 0 and [o.job for o in outcomes.values()] == [f"job{i}" for i in range(6)]
+    assert all(progress.count(f"[job{i}] echo: started") == 1 for i in range(6))
+    results = {(work / "out" / f"job{i}" / "result.txt").read_text() for i in range(6)}
+    assert len(results) == 6  # each job with its own seed
+
+
 def test_ctrl_c_cancels_the_running_job_and_leaves_no_partial_folder(echo_engine: Engine, work: Path) -> None:
     cancel = batch.CancelToken()
 

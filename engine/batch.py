@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence, TextIO
+from typing import Any, Iterable, Iterator, Mapping, Sequence, TextIO
 
 from engine import Engine, EngineConfig, TaskSpec, user_message
 from engine.errors import InputError, JobCancelled
@@ -258,9 +258,8 @@ def run_job(engine: Engine, job: Job, out: Path, reporter: Reporter, cancel: Can
         if type(exc).__module__ != "engine.errors":
             log.exception("batch job %s (line %d) failed", job.id, job.line)
         status, error, kind = "failed", user_message(exc), type(exc).__name__
-    outcome = Outcome(job.id, job.line, job.task, status, round(time.perf_counter() - start, 3),
-                      str(folder) if status == "ok" else "", error, kind)
-    return outcome
+    return Outcome(job.id, job.line, job.task, status, round(time.perf_counter() - start, 3),
+                   str(folder) if status == "ok" else "", error, kind)
 
 
 def run_local(engine: Engine, jobs: Sequence[Job], out: Path, reporter: Reporter,
@@ -290,43 +289,50 @@ def run_local(engine: Engine, jobs: Sequence[Job], out: Path, reporter: Reporter
     return [future.result() for future in futures], interrupted
 
 
-def run_ray(config: EngineConfig, jobs: Sequence[Job], out: Path, address: str, reporter: Reporter
-            ) -> tuple[list[Outcome], bool]:
-    """Run each job as a Ray task on the cluster at `address` ("auto": the one this machine belongs to), one GPU each
-    when the cluster has GPUs, else one CPU. Workers write into `out`, which must be storage they all share."""
+@contextlib.contextmanager
+def ray_cluster(address: str) -> Iterator[Any]:
+    """The `ray` module connected to the cluster at `address` ("auto": the one this machine belongs to), or to the
+    instance this process already started (tests); disconnected again on leaving if connected here."""
     ray = import_ray()
-    started_here = not ray.is_initialized()
-    if started_here:
+    connect = not ray.is_initialized()
+    if connect:
         try:
             ray.init(address=address)
         except ConnectionError as exc:
             raise InputError(f"No Ray cluster at --ray {address} ({exc}). Start one (`ray start --head`) or give "
                              "the address of a running one.") from None
     try:
-        gpus = ray.cluster_resources().get("GPU", 0)
-        resources = {"num_gpus": 1} if gpus >= 1 else {"num_cpus": 1}
-        reporter.say("batch", f"Ray: {len(jobs)} jobs as tasks with {resources} each ({gpus:g} GPUs in the cluster)")
-        remote = ray.remote(run_in_worker).options(**resources)
-        worker_config = replace(config, devices=())  # Ray hands each task its own device
-        refs = {remote.remote(worker_config, job, out): job for job in jobs}
-        outcomes: dict[Any, Outcome] = {}
-        pending, interrupted = list(refs), False
-        while pending:
-            try:
-                done, pending = ray.wait(pending, num_returns=1)
-            except KeyboardInterrupt:
-                interrupted = True
-                reporter.say("batch", "interrupted: cancelling the Ray tasks")
-                for ref in pending:
-                    ray.cancel(ref)
-                done, pending = pending, []
-            for ref in done:
-                outcomes[ref] = _ray_outcome(ray, ref, refs[ref], interrupted)
-                reporter.finished(outcomes[ref])
-        return [outcomes[ref] for ref in refs], interrupted
+        yield ray
     finally:
-        if started_here:
+        if connect:
             ray.shutdown()
+
+
+def run_ray(ray: Any, config: EngineConfig, jobs: Sequence[Job], out: Path, reporter: Reporter
+            ) -> tuple[list[Outcome], bool]:
+    """Run each job as a Ray task, one GPU each when the cluster has GPUs, else one CPU. Workers write into `out`,
+    which must be storage they all share. Ctrl+C cancels the tasks."""
+    gpus = ray.cluster_resources().get("GPU", 0)
+    resources = {"num_gpus": 1} if gpus >= 1 else {"num_cpus": 1}
+    reporter.say("batch", f"Ray: {len(jobs)} jobs as tasks with {resources} each ({gpus:g} GPUs in the cluster)")
+    remote = ray.remote(run_in_worker).options(**resources)
+    worker_config = replace(config, devices=())  # Ray hands each task its own device
+    refs = {remote.remote(worker_config, job, out): job for job in jobs}
+    outcomes: dict[Any, Outcome] = {}
+    pending, interrupted = list(refs), False
+    while pending:
+        try:
+            done, pending = ray.wait(pending, num_returns=1)
+        except KeyboardInterrupt:
+            interrupted = True
+            reporter.say("batch", "interrupted: cancelling the Ray tasks")
+            for ref in pending:
+                ray.cancel(ref)
+            done, pending = pending, []
+        for ref in done:
+            outcomes[ref] = _ray_outcome(ray, ref, refs[ref], interrupted)
+            reporter.finished(outcomes[ref])
+    return [outcomes[ref] for ref in refs], interrupted
 
 
 def _ray_outcome(ray: Any, ref: Any, job: Job, interrupted: bool) -> Outcome:
@@ -334,7 +340,7 @@ def _ray_outcome(ray: Any, ref: Any, job: Job, interrupted: bool) -> Outcome:
         return ray.get(ref)
     except ray.exceptions.TaskCancelledError:
         return Outcome(job.id, job.line, job.task, "cancelled" if interrupted else "failed", error="cancelled in Ray")
-    except Exception as exc:  # the worker died (out of memory, a lost node): the task's own errors come back above
+    except ray.exceptions.RayError as exc:  # the worker died (out of memory, a lost node); a job's errors are Outcomes
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return Outcome(job.id, job.line, job.task, "failed", error=f"Ray: {type(exc).__name__}: {first_line}",
                        kind=type(exc).__name__)
@@ -370,6 +376,15 @@ def summary_table(outcomes: Iterable[Outcome]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4]
                      for row in rows)
+
+
+def make_folder(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InputError(f"--out {out} is a file, not a folder.") from None
+    except OSError as exc:
+        raise InputError(f"Cannot create --out {out}: {exc.strerror or exc}. Choose a folder you can write to.") from None
 
 
 def check_summary_writable(out: Path) -> None:
@@ -445,8 +460,6 @@ def run_command(args: argparse.Namespace, reporter: Reporter | None = None) -> i
     from engine.settings import config_from_args
 
     out = args.out.resolve()
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file, not a folder.")
     engine = Engine(config_from_args(args, outputs=out))
     _, code = run_batch(engine, args.jobs, out, inputs_dir=args.inputs, ray_address=args.ray,
                         reporter=reporter or Reporter())
@@ -459,21 +472,20 @@ def run_batch(engine: Engine, jobs_file: Path, out: Path, inputs_dir: Path | Non
     """Plan the file's jobs, run those not finished yet (locally, or on Ray with an address), print the summary table
     and write summary.json/.csv into `out`. Returns the outcomes in line order and the exit code."""
     reporter = reporter or Reporter()
-    if ray_address:
-        import_ray()  # before any work: a missing Ray is the whole batch's error
     out = out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    check_summary_writable(out)
-    sweep_staging(out)  # staging folders of jobs killed in an earlier batch
-    jobs, known = plan(jobs_file, out, engine.tasks, inputs_dir.resolve() if inputs_dir else None)
-    for outcome in known:
-        reporter.finished(outcome)
-    reporter.say("batch", f"{len(jobs)} to run, {sum(o.status == 'skipped' for o in known)} finished earlier, "
-                          f"{sum(o.status == 'invalid' for o in known)} invalid")
-    if ray_address:
-        ran, interrupted = run_ray(engine.config, jobs, out, ray_address, reporter)
-    else:
-        ran, interrupted = run_local(engine, jobs, out, reporter, cancel)
+    with ray_cluster(ray_address) if ray_address else contextlib.nullcontext() as ray:
+        jobs, known = plan(jobs_file, out, engine.tasks, inputs_dir.resolve() if inputs_dir else None)
+        make_folder(out)
+        check_summary_writable(out)
+        sweep_staging(out)  # staging folders of jobs killed in an earlier batch
+        for outcome in known:
+            reporter.finished(outcome)
+        reporter.say("batch", f"{len(jobs)} to run, {sum(o.status == 'skipped' for o in known)} finished earlier, "
+                              f"{sum(o.status == 'invalid' for o in known)} invalid")
+        if ray is not None:
+            ran, interrupted = run_ray(ray, engine.config, jobs, out, reporter)
+        else:
+            ran, interrupted = run_local(engine, jobs, out, reporter, cancel)
     outcomes = sorted([*known, *ran], key=lambda o: o.line)
     print(summary_table(outcomes))
     print(f"summary: {write_summary(out, jobs_file.resolve(), outcomes)}")

@@ -166,6 +166,8 @@ def resolve_inputs(spec: TaskSpec, given: Mapping[str, Any], folders: Sequence[P
             if not kinds[name].multiple:
                 raise InputError(f"input '{name}' takes one file, not a list")
             resolved[name] = [_input_file(name, v, folders, hashes) for v in value]
+        elif kinds[name].multiple:  # one file for an input that takes several
+            resolved[name] = [_input_file(name, value, folders, hashes)]
         else:
             resolved[name] = _input_file(name, value, folders, hashes)
     return resolved

@@ -177,6 +177,22 @@ def test_recorded_names_must_be_plain_file_names(echo_engine: Engine, work: Path
     assert outcomes["3"].status == "ok" and code == 2
 
 
+def test_inputs_resolve_to_paths_lists_and_json_content(work: Path) -> None:
+    from engine.tasks import discover_tasks
+
+    tasks = discover_tasks()
+    (work / "traj.json").write_text("[[[1, 2], [3, 4]]]")
+    dance = batch.resolve_inputs(tasks["dance"], {"sheets": "hello.txt", "masks": [], "poses": None}, [work])
+    assert dance == {"sheets": [(work / "hello.txt").resolve()]}  # one file for a multiple input: a list of one
+    given = {"image": {"name": "bye.txt"}, "trajectories": [[[1, 2], [3, 4]]]}
+    motion = batch.resolve_inputs(tasks["motion"], given, [work])
+    assert motion == {"image": (work / "bye.txt").resolve(), "trajectories": [[[1, 2], [3, 4]]]}
+    assert batch.resolve_inputs(tasks["motion"], {"trajectories": "traj.json"}, [work]) == {
+        "trajectories": (work / "traj.json").resolve()}
+    with pytest.raises(InputError, match="the motion task has no input 'video'"):
+        batch.resolve_inputs(tasks["motion"], {"video": "bye.txt"}, [work])
+
+
 def test_a_summary_file_batch_did_not_write_is_never_replaced(echo_engine: Engine, work: Path) -> None:
     out = work / "out"
     out.mkdir()

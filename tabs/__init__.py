@@ -11,10 +11,18 @@ from engine import Engine
 from tabs.widgets import session_stopper
 
 THEME = gr.themes.Soft()
-# A desktop window (1440x900): a compact header, table headers that wrap between words only.
+# A desktop window (1440x900): a compact header and intros, each option's help on one line (all of it while the
+# pointer is on the control or it has the focus), table headers that wrap between words only.
 CSS = """
 #app-title h1 { margin: 0 0 2px 0; font-size: 1.5rem; }
 #app-title p { margin: 0; }
+.intro p { margin: 0; }
+.intro details { margin-top: 2px; }
+.intro summary { cursor: pointer; color: var(--body-text-color-subdued); }
+.cost { font-size: 0.85em; }
+.cost p { margin: 0 0 2px 0; }
+.option .info-text { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.option:hover .info-text, .option:focus-within .info-text { white-space: normal; overflow: visible; }
 #models-table th, #runs-table th { word-break: normal; overflow-wrap: normal; hyphens: none; }
 """
 

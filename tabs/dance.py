@@ -8,7 +8,8 @@ import gradio as gr
 
 from engine import Engine, JobResult, media, user_message
 from engine.errors import AnimateError
-from tabs.widgets import PictureInput, add_examples, option_controls, preview_value, run_controls, wire_task
+from tabs.widgets import (PictureInput, add_examples, intro, option_controls, preview_value, run_controls,
+                          wire_task)
 
 TASK = "dance"
 
@@ -42,8 +43,8 @@ def swatch(fmt: str, kind: str, colour: str) -> str:
         fill, text = "#000000", "black (mp4 cannot keep transparency; choose webm or png to keep it)"
     else:
         fill, text = "repeating-conic-gradient(#ccc 0 25%, #fff 0 50%) 0 0/12px 12px", "transparent"
-    return (f'<div style="display:flex;align-items:center;gap:8px"><span style="display:inline-block;width:28px;'
-            f'height:28px;border:1px solid #888;border-radius:4px;background:{fill}"></span>'
+    return (f'<div style="display:flex;align-items:center;gap:8px"><span style="display:inline-block;flex:none;'
+            f'width:28px;height:28px;border:1px solid #888;border-radius:4px;background:{fill}"></span>'
             f"<span>Background: {text}</span></div>")
 
 
@@ -64,36 +65,46 @@ def build(engine: Engine) -> None:
     spec = engine.task(TASK)
     fmt_default = spec.option("format").default
     with gr.Tab("Character dance", id=TASK):
-        gr.Markdown("Upload 1-8 views of one anime character (PNG with transparency, or any picture: it is cut out "
-                    "automatically) and a pose sequence. Leave the poses empty to use the built-in example motion.")
+        intro("1-8 views of one anime character + a pose sequence -> the character dances (CoNR).",
+              "Upload 1-8 views of one anime character (PNG with transparency, or any picture: it is cut out "
+              "automatically) and a pose sequence: a zip of UDP .npz frames, or a dance video / zip of frames. "
+              "Leave the poses empty to use the built-in example motion. The background: transparent (webm, png "
+              "frames; mp4 has no transparency and turns it black), a colour, or an image.")
         with gr.Row():
             with gr.Column():
-                sheets = gr.File(label="Character sheets", file_count="multiple", file_types=["image"], height=150)
-                thumbnails = gr.Gallery(label="Sheets uploaded", columns=8, height=110, allow_preview=False,
+                examples = gr.Column()
+                with gr.Row():
+                    sheets = gr.File(label="Character sheets", file_count="multiple", file_types=["image"],
+                                     height=130)
+                    poses = gr.File(label="Poses: .zip of UDP frames or a dance video (empty: built-in motion)",
+                                    file_types=[".zip", ".npz", "video"], height=130)
+                thumbnails = gr.Gallery(label="Sheets uploaded", columns=8, height=100, allow_preview=False,
                                         elem_id="dance-sheets")
                 with gr.Accordion("Cut-out: preview and optional masks", open=False):
                     cut_preview = gr.Gallery(label="Sheets as the model sees them", columns=4, height=200)
                     preview_btn = gr.Button("Preview cut-out", size="sm")
                     masks = gr.File(label="Masks (optional, one per sheet, white = character)", file_count="multiple",
                                     file_types=["image"])
-                poses = gr.File(label="Poses: zip of UDP .npz frames, or a dance video / zip of frames (empty: the "
-                                "built-in motion)", file_types=[".zip", ".npz", "video"], height=150)
                 buttons = run_controls(engine, TASK)
-                controls = option_controls(spec, [o.name for o in spec.options if o.name != "background"])
-                with gr.Row():
+                controls = option_controls(spec, [o.name for o in spec.options
+                                                   if o.name != "background" and not o.advanced])
+                with gr.Row(equal_height=True):
                     background_kind = gr.Radio(background_choices(fmt_default), value="transparent",
                                                label="Background")
                     colour = gr.ColorPicker(value="#ffffff", label="Colour", visible=False)
-                shown = gr.HTML(swatch(fmt_default, "transparent", "#ffffff"), elem_id="dance-background-swatch")
+                    shown = gr.HTML(swatch(fmt_default, "transparent", "#ffffff"), elem_id="dance-background-swatch")
+                controls.update(option_controls(spec, [o.name for o in spec.options if o.advanced]))
                 # The option itself: the radio and picker set it in the UI; API callers pass it directly.
                 background = gr.Textbox(value=spec.option("background").default, label="Background",
                                         info=spec.option("background").help, visible=False)
                 background_image = PictureInput(label="Background image", type="filepath", height=160, visible=False)
             with gr.Column():
-                examples = gr.Column()
-                video = gr.Video(label="Result", format=None, height=320)
-                download = gr.File(label="Download", height=110)
-                gallery = gr.Gallery(label="Preview frames", columns=4)
+                video = gr.Video(label="Result", format=None, height=360)
+                with gr.Tabs(selected="frames"):
+                    with gr.Tab("Preview frames", id="frames"):
+                        gallery = gr.Gallery(label="Preview frames", columns=6, height=200)
+                    with gr.Tab("Download", id="download", render_children=True):
+                        download = gr.File(label="Download", height=110)
         with examples:
             add_examples(engine, TASK, {"sheets": sheets, "masks": masks, "poses": poses, **controls,
                                         "background": background})

@@ -12,7 +12,8 @@ import numpy as np
 from engine import Engine, JobResult, media, user_message
 from engine.errors import AnimateError
 from tabs import motion_drawing as draw
-from tabs.widgets import PictureInput, add_examples, option_controls, preview_value, run_controls, wire_task
+from tabs.widgets import (PictureInput, add_examples, intro, option_controls, preview_value, run_controls,
+                          wire_task)
 
 TASK = "face"
 MASK_COLOUR = "#ffffff"
@@ -54,26 +55,38 @@ def painted_mask(editor: dict[str, Any] | None, shape: tuple[int, int] | None) -
 def build(engine: Engine) -> None:
     spec = engine.task(TASK)
     with gr.Tab("Talking faces", id=TASK):
-        gr.Markdown("Upload a portrait and a **driving face video**: the portrait performs the video's expressions "
-                    "and head motion (applied to its own face shape) and keeps the video's sound. Or give **speech "
-                    "audio** (upload or record): the portrait talks to it (AniPortrait's renderer; head-pose "
-                    "strength, smoothing and a still head under the options; 25 fps). Power users can "
-                    "give a **landmarks file** (.npy, [N, 68, 2]) instead. Check the landmarks in the preview before "
-                    "animating. Optionally (hybrid), draw trajectories that move what lies outside the face, and "
-                    "paint the face region the landmarks drive.")
+        intro("A portrait + a driving face video, speech audio or landmarks -> the portrait performs it "
+              "(MOFA-Video; speech through AniPortrait).",
+              "Upload a portrait and a **driving face video**: the portrait performs the video's expressions and "
+              "head motion (applied to its own face shape) and keeps the video's sound. Or give **speech audio** "
+              "(upload or record): the portrait talks to it (AniPortrait's renderer; head-pose strength, smoothing "
+              "and a still head under the options; 25 fps). Power users can give a **landmarks file** (.npy, "
+              "[N, 68, 2]) instead. Check the landmarks in the preview before animating. Optionally (hybrid), draw "
+              "trajectories that move what lies outside the face, and paint the face region the landmarks drive.\n\n"
+              "The examples' portrait is drawn: MediaPipe's landmarker finds its face, so every driver works "
+              "with it, but it shows how the tab works rather than what the models can do. They learnt from "
+              "videos of real faces: a head-and-shoulders photo, facing the camera, works best.")
         drawing = gr.State(draw.Drawing())
         with gr.Row():
             with gr.Column():
+                examples = gr.Column()
                 with gr.Row():
                     portrait = PictureInput(label="Portrait", type="filepath", sources=["upload", "clipboard"],
-                                            height=260)
-                    driving = gr.Video(label="Driving face video", sources=["upload", "webcam"], format=None,
-                                       height=260)
-                audio = gr.Audio(label="Or speech audio (wav, mp3, flac, ogg, m4a)", sources=["upload", "microphone"],
-                                 type="filepath")
-                landmarks = gr.File(label="Or a landmarks file (.npy, [N, 68, 2] in portrait pixels)",
-                                    file_types=[".npy"], type="filepath")
+                                            height=250)
+                    # one driver per run: each under its own tab, the one given shown (an example's too)
+                    with gr.Tabs(selected="driving") as drivers:
+                        with gr.Tab("Face video", id="driving", render_children=True):
+                            driving = gr.Video(label="Driving face video", sources=["upload", "webcam"],
+                                               format=None, height=185)
+                        with gr.Tab("Speech", id="audio", render_children=True):
+                            audio = gr.Audio(label="Speech audio (wav, mp3, flac, ogg, m4a)",
+                                             sources=["upload", "microphone"], type="filepath")
+                        with gr.Tab("Landmarks", id="landmarks", render_children=True):
+                            landmarks = gr.File(label="Landmarks (.npy, [N, 68, 2], portrait pixels)",
+                                                file_types=[".npy"], type="filepath", height=200)
                 summary = gr.Markdown()
+                buttons = run_controls(engine, TASK)
+                controls = option_controls(spec)
                 with gr.Accordion("Hybrid: trajectories and landmark mask (optional)", open=False):
                     gr.Markdown("Click on the portrait to draw a trajectory (every click adds a point; **New "
                                 "trajectory** starts another). Trajectories move what lies outside the landmark "
@@ -92,15 +105,23 @@ def build(engine: Engine) -> None:
                                            brush=gr.Brush(colors=[MASK_COLOUR], color_mode="fixed"))
                     mask = gr.Image(label="Landmark mask (white = driven by the landmarks)", type="filepath",
                                     image_mode="L", interactive=False, height=160)
-                controls = option_controls(spec)
-                buttons = run_controls(engine, TASK)
             with gr.Column():
-                add_examples(engine, TASK, {"image": portrait, "driving": driving, "audio": audio,
-                                            "landmarks": landmarks, **controls})
-                preview = gr.Video(label="Landmarks (preview, before any diffusion)", format=None)
-                video = gr.Video(label="Result", format=None)
-                landmark_video = gr.Video(label="Landmarks used", format=None)
-                download = gr.File(label="Settings and landmarks (repeat the run from the CLI)", file_count="multiple")
+                with gr.Row():
+                    preview = gr.Video(label="Landmarks (preview, before any diffusion)", format=None, height=300)
+                    video = gr.Video(label="Result", format=None, height=300)
+                with gr.Tabs(selected="used"):
+                    with gr.Tab("Landmarks used", id="used"):
+                        landmark_video = gr.Video(label="Landmarks used", format=None, height=240)
+                    with gr.Tab("Download", id="download", render_children=True):
+                        download = gr.File(label="Settings and landmarks (repeat the run from the CLI)",
+                                           file_count="multiple")
+        with examples:
+            add_examples(engine, TASK, {"image": portrait, "driving": driving, "audio": audio,
+                                        "landmarks": landmarks, **controls})
+
+        for name, given in (("driving", driving), ("audio", audio), ("landmarks", landmarks)):
+            given.change(lambda value, name=name: gr.Tabs(selected=name) if value else gr.skip(), given, drivers,
+                         api_visibility="private", queue=False)
 
         def on_portrait(path: str | None):
             try:

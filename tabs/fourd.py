@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from engine import Engine, JobResult
-from tabs.widgets import add_examples, option_controls, preview_value, wire_task
+from tabs.widgets import add_examples, intro, option_controls, preview_value, run_controls, wire_task
 
 TASK = "fourd"
 CLIP_TYPES = ["video", ".gif", ".zip"]
@@ -60,18 +60,25 @@ def _present(result: JobResult) -> tuple[Any, ...]:
 def build(engine: Engine) -> None:
     spec = engine.task(TASK)
     with gr.Tab("Video to 4D", id=TASK):
-        gr.Markdown("Upload a short video of one object (a video file, a GIF, or a .zip of frames). 21 frames are "
-                    "taken from it, the background is removed, and SV4D 2.0 (or SV4D 1.0) films the object from new "
-                    "viewpoints while it moves. Or, with the model sv3d_u / sv3d_p, upload one picture under "
-                    "**Image to 3D orbit**: SV3D makes 21 views around the object (sv3d_p along the elevation and "
-                    "azimuths you give). Check the processed input first: the object should be whole and centred.")
+        intro("A short video of one object -> videos of it from new viewpoints while it moves (SV4D 2.0 / 1.0); or "
+              "one picture -> 21 views around it (SV3D, under **Image to 3D orbit**).",
+              "Upload a short video of one object (a video file, a GIF, or a .zip of frames). 21 frames are taken "
+              "from it, the background is removed, and SV4D 2.0 (or SV4D 1.0) films the object from new viewpoints "
+              "while it moves. Or, with the model sv3d_u / sv3d_p, upload one picture under **Image to 3D orbit**: "
+              "SV3D makes 21 views around the object (sv3d_p along the elevation and azimuths you give). Check the "
+              "processed input first: the object should be whole and centred. The results: the orbit, every view "
+              "over time, one video per view, the processed input, a frame viewer and the downloads, each under "
+              "its own tab on the right.")
         with gr.Row():
             with gr.Column():
-                video = gr.File(label="Video of the object (models sv4d2, sv4d2_8views, sv4d)", file_types=CLIP_TYPES)
+                examples_slot = gr.Column()
+                video = gr.File(label="Video of the object (models sv4d2, sv4d2_8views, sv4d)", file_types=CLIP_TYPES,
+                                height=140)
                 with gr.Accordion("Image to 3D orbit (models sv3d_u, sv3d_p)", open=False):
-                    image = gr.Image(label="Picture of the object (one with transparency is used as it is)",
-                                     type="filepath", image_mode=None, height=220)
-                    image_preview = gr.Image(label="The picture as SV3D will see it", height=220)
+                    with gr.Row():
+                        image = gr.Image(label="Picture of the object (one with transparency is used as it is)",
+                                         type="filepath", image_mode=None, height=220)
+                        image_preview = gr.Image(label="The picture as SV3D will see it", height=220)
                     image_preview_btn = gr.Button("Preview background removal and framing", size="sm")
                     gr.Markdown("sv3d_p cameras: `elevation` for every view, or 21 `elevations`; 21 `azimuths` "
                                 "(the last is the input's own view; empty: 360/21 degrees apart). Both lists are "
@@ -81,33 +88,39 @@ def build(engine: Engine) -> None:
                     preview_btn = gr.Button("Preview background removal and framing", size="sm")
                     mask = gr.File(label="Mask (optional; white = object): one picture, or one mask per video "
                                          "frame as a video/GIF/.zip", file_types=MASK_TYPES)
+                buttons = run_controls(engine, TASK, "Generate views")
                 controls = option_controls(spec)
                 with gr.Accordion("Model config (optional)", open=False):
                     model_config = gr.File(label="Inference-config YAML of the original repository's format, for "
                                                  "a checkpoint of other sizes", file_types=[".yaml", ".yml"])
-                with gr.Row():
-                    run = gr.Button("Generate views", variant="primary")
-                    stop = gr.Button("Stop", variant="stop")
-                examples_slot = gr.Column()
             with gr.Column():
-                orbit = gr.Video(label="Orbit: the camera goes around the object while it moves", format=None)
-                grid = gr.Video(label="All views over time (view 0 = the input)", format=None)
-                view_videos = gr.Gallery(label="One video per new view", columns=4, height=220)
-                processed = gr.Video(label="Processed input (view 0)", format=None)
-                processed_image = gr.Image(label="Processed input (SV3D: the last view)", height=200)
-                download = gr.File(label="Download: every frame as PNG, cameras, settings", file_count="multiple")
-                with gr.Group():
-                    frames_zip = gr.State(None)
-                    viewer = gr.Image(label="Viewer", height=320)
-                    view_slider = gr.Slider(0, 1, value=0, step=1, label="View (0 = the input)")
-                    time_slider = gr.Slider(0, 20, value=0, step=1, label="Time (frame)")
+                with gr.Tabs(selected="orbit"):
+                    with gr.Tab("Orbit", id="orbit"):
+                        orbit = gr.Video(label="Orbit: the camera goes around the object while it moves", format=None,
+                                         height=420)
+                    with gr.Tab("All views", id="grid", render_children=True):
+                        grid = gr.Video(label="All views over time (view 0 = the input)", format=None, height=420)
+                    with gr.Tab("Per view", id="views", render_children=True):
+                        view_videos = gr.Gallery(label="One video per new view", columns=4, height=420)
+                    with gr.Tab("Processed input", id="processed", render_children=True):
+                        processed = gr.Video(label="Processed input (view 0)", format=None, height=240)
+                        processed_image = gr.Image(label="Processed input (SV3D: the last view)", height=240)
+                    with gr.Tab("Viewer", id="viewer", render_children=True):
+                        with gr.Group():
+                            frames_zip = gr.State(None)
+                            viewer = gr.Image(label="Viewer", height=340)
+                            view_slider = gr.Slider(0, 1, value=0, step=1, label="View (0 = the input)")
+                            time_slider = gr.Slider(0, 20, value=0, step=1, label="Time (frame)")
+                    with gr.Tab("Download", id="download", render_children=True):
+                        download = gr.File(label="Download: every frame as PNG, cameras, settings",
+                                           file_count="multiple")
 
         inputs = {"video": video, "image": image, "mask": mask, "model_config": model_config}
         with examples_slot:
             add_examples(engine, TASK, {**inputs, **controls})
-        wire_task(engine, TASK, run, stop, inputs, controls,
+        wire_task(engine, TASK, buttons.run, buttons.stop, inputs, controls,
                   [orbit, grid, view_videos, processed, download, frames_zip, view_slider, time_slider, viewer,
-                   processed_image], _present)
+                   processed_image], _present, buttons.cost)
         gr.on([view_slider.change, time_slider.change], frame_at, [frames_zip, view_slider, time_slider], viewer,
               api_visibility="private", queue=False)
 

@@ -10,8 +10,8 @@ from engine import Engine, JobResult, media, user_message
 from engine.errors import AnimateError
 from tabs import motion_drawing as draw
 from tabs import zerogpu
-from tabs.widgets import (PictureInput, add_examples, console_line, option_controls, remember_controls, run_controls,
-                          wire_task)
+from tabs.widgets import (PictureInput, add_examples, console_line, intro, option_controls, remember_controls,
+                          run_controls, wire_task)
 
 TASK = "motion"
 POINTS, BRUSH = "Trajectory points", "Motion brush"
@@ -32,39 +32,41 @@ def _present(result: JobResult) -> tuple[Any, ...]:
 def build(engine: Engine) -> None:
     spec = engine.task(TASK)
     with gr.Tab("Trajectories", id=TASK):
-        gr.Markdown("Upload a picture, then click on it to draw a path: every click adds a point to the current "
-                    "trajectory; **New trajectory** starts another. Paint a **motion brush** (switch what clicks add) "
-                    "to make trajectories that start inside it move only the painted region. The motion field "
-                    "preview updates after each edit; **Animate** then renders the video.")
+        intro("Upload a picture, click on it to draw motion paths (and paint a motion brush), then **Animate** "
+              "(MOFA-Video).",
+              "Upload a picture, then click on it to draw a path: every click adds a point to the current "
+              "trajectory; **New trajectory** starts another. Paint a **motion brush** (switch what clicks add) to "
+              "make trajectories that start inside it move only the painted region. The motion field preview "
+              "updates after each edit; **Animate** then renders the video. The shaded border of the canvas is "
+              "cropped away at the working size: points there have no effect.")
         drawing = gr.State(draw.Drawing())
         with gr.Row():
             with gr.Column():
-                with gr.Row():
+                examples = gr.Column()
+                with gr.Row(equal_height=True):
                     picture = PictureInput(label="Picture", type="filepath", sources=["upload", "clipboard"],
-                                           height=200, elem_id="motion-picture")
-                    with gr.Column():
-                        mode = gr.Radio([POINTS, BRUSH], value=POINTS, label="Clicks add")
-                        radius = gr.Slider(1, 100, value=10, step=1, label="Brush radius (pixels)")
+                                           height=120, elem_id="motion-picture")
+                    mode = gr.Radio([POINTS, BRUSH], value=POINTS, label="Clicks add")
+                    radius = gr.Slider(1, 100, value=10, step=1, label="Brush radius (pixels)")
                 canvas = gr.Image(label="Click to draw (the shaded border is cropped away at this size)",
-                                  type="numpy", interactive=False, height=380, elem_id="motion-canvas")
+                                  type="numpy", interactive=False, height=330, elem_id="motion-canvas")
                 with gr.Row():
-                    new_btn = gr.Button("New trajectory", size="sm")
-                    undo_btn = gr.Button("Undo last point", size="sm")
-                    delete_btn = gr.Button("Delete last trajectory", size="sm")
-                    clear_brush_btn = gr.Button("Clear brush", size="sm")
-                    clear_btn = gr.Button("Clear", size="sm", variant="stop")
+                    new_btn = gr.Button("New trajectory", size="sm", min_width=60)
+                    undo_btn = gr.Button("Undo point", size="sm", min_width=60)
+                    delete_btn = gr.Button("Delete trajectory", size="sm", min_width=60)
+                    clear_brush_btn = gr.Button("Clear brush", size="sm", min_width=60)
+                    clear_btn = gr.Button("Clear", size="sm", variant="stop", min_width=60)
+                # an example's trajectories wait here until its picture is loaded (a new picture clears the drawing)
+                pending = gr.Textbox(visible=False)
+                buttons = run_controls(engine, TASK)
+                controls = option_controls(spec)
                 with gr.Accordion("Trajectories as JSON, motion brush mask", open=False):
                     trajectories = gr.Code("[]", language="json",
                                            label="Trajectories (JSON, picture pixels; editable)")
                     brush = gr.Image(label="Motion brush mask (white moves)", type="filepath", image_mode="L",
                                      interactive=False, height=160)
-                # an example's trajectories wait here until its picture is loaded (a new picture clears the drawing)
-                pending = gr.Textbox(visible=False)
-                buttons = run_controls(engine, TASK)
-                controls = option_controls(spec)
             with gr.Column():
-                examples = gr.Column()
-                video = gr.Video(label="Result", format=None)
+                video = gr.Video(label="Result", format=None, height=360)
                 flow_preview = gr.Image(label="Motion field preview (CMP, last frame)", interactive=False,
                                         height=260, elem_id="motion-preview")
                 note = gr.Markdown()

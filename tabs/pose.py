@@ -7,7 +7,8 @@ from typing import Any
 import gradio as gr
 
 from engine import Engine, JobResult
-from tabs.widgets import PictureInput, add_examples, option_controls, preview_value, run_controls, wire_task
+from tabs.widgets import (PictureInput, add_examples, intro, option_controls, preview_value, run_controls,
+                          wire_task)
 
 TASK = "pose"
 EXTRACTION = "densepose"
@@ -27,29 +28,32 @@ def build(engine: Engine) -> None:
     spec = engine.task(TASK)
     extraction = engine.task(EXTRACTION)
     with gr.Tab("Pose animation", id=TASK):
-        gr.Markdown("Upload a photo of a person and a motion video: a DensePose video (the body-surface colouring of "
-                    "a dancer, as in MagicAnimate's examples: 25 fps, square) or any video of one person, whose "
-                    "DensePose is extracted first (shown below, and alone with **Extract DensePose**). The person in "
-                    "the photo performs the motion.")
+        intro("A photo of a person + a motion video (DensePose, or any video of one person) -> the person "
+              "performs the motion (MagicAnimate).",
+              "Upload a photo of a person and a motion video: a DensePose video (the body-surface colouring of a "
+              "dancer, as in MagicAnimate's examples: 25 fps, square) or any video of one person, whose DensePose "
+              "is extracted first (shown beside the result, and alone with **Extract DensePose**). The person in "
+              "the photo performs the motion. *As the model sees it* shows the photo after the square fit.")
         with gr.Row():
             with gr.Column():
+                examples = gr.Column()
                 with gr.Row():
                     image = PictureInput(label="Reference image", type="filepath", sources=["upload", "clipboard"],
-                                         height=220, elem_id="pose-reference")
-                    fitted = gr.Image(label="As the model sees it", interactive=False, format="png", height=220)
-                motion = gr.Video(label="Motion (DensePose video, or any video of a person)", sources=["upload"],
-                                  format=None, height=220, elem_id="pose-motion")
+                                         height=210, elem_id="pose-reference")
+                    fitted = gr.Image(label="As the model sees it", interactive=False, format="png", height=210)
+                    motion = gr.Video(label="Motion: DensePose or any video", sources=["upload"],
+                                      format=None, height=210, elem_id="pose-motion")
                 buttons = run_controls(engine, TASK)
-                with gr.Row():
-                    extract = gr.Button("Extract DensePose", elem_id=f"{EXTRACTION}-run", size="sm")
-                    extraction_cost = gr.Markdown(elem_id=f"{EXTRACTION}-cost")
                 controls = option_controls(spec)
             with gr.Column():
-                examples = gr.Column()
-                video = gr.Video(label="Result", format=None, height=320)
+                video = gr.Video(label="Result", format=None, height=360)
                 with gr.Row():
                     grid = gr.Video(label="Reference | motion | result", format=None, height=200)
                     extracted = gr.Video(label="DensePose motion (extracted from the video)", format=None, height=200)
+                with gr.Row():
+                    extract = gr.Button("Extract DensePose", elem_id=f"{EXTRACTION}-run", size="sm", scale=0,
+                                        min_width=160)
+                    extraction_cost = gr.Markdown(elem_id=f"{EXTRACTION}-cost")
         with examples:
             add_examples(engine, TASK, {"image": image, "motion": motion, **controls})
 

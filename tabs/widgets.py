@@ -28,21 +28,25 @@ CANCELLED = "Cancelled, nothing was written."
 _CONTROLS: "weakref.WeakKeyDictionary[gr.Blocks, dict[str, dict[str, Component]]]" = weakref.WeakKeyDictionary()
 
 
+OPTION_CLASS = "option"  # the CSS in tabs/__init__.py shows such a control's help on one line, all of it on hover
+
+
 def option_control(option: Option) -> Component:
-    label, info = option.title, option.help
+    label, info, shown = option.title, option.help, {"elem_classes": [OPTION_CLASS]}
     if option.kind == "bool":
-        return gr.Checkbox(value=option.default, label=label, info=info)
+        return gr.Checkbox(value=option.default, label=label, info=info, **shown)
     if option.choices:
-        return gr.Dropdown(choices=list(option.choices), value=option.default, label=label, info=info)
+        return gr.Dropdown(choices=list(option.choices), value=option.default, label=label, info=info, **shown)
     if option.kind in ("int", "float") and option.minimum is not None and option.maximum is not None:
         return gr.Slider(option.minimum, option.maximum, value=option.default, label=label, info=info,
-                         step=option.step or (1 if option.kind == "int" else None))
+                         step=option.step or (1 if option.kind == "int" else None), **shown)
     if option.kind in ("int", "float"):
-        return gr.Number(value=option.default, label=label, info=info, precision=0 if option.kind == "int" else None)
-    return gr.Textbox(value=option.default, label=label, info=info)
+        return gr.Number(value=option.default, label=label, info=info, precision=0 if option.kind == "int" else None,
+                         **shown)
+    return gr.Textbox(value=option.default, label=label, info=info, **shown)
 
 
-def option_controls(spec: TaskSpec, names: Iterable[str] | None = None, columns: int = 2) -> dict[str, Component]:
+def option_controls(spec: TaskSpec, names: Iterable[str] | None = None, columns: int = 3) -> dict[str, Component]:
     """Controls for the task's options, `columns` to a row; advanced ones go into a closed 'Advanced settings'
     accordion."""
     wanted = [spec.option(n) for n in names] if names is not None else list(spec.options)
@@ -113,12 +117,19 @@ class RunControls:
     cost: gr.Markdown
 
 
+def intro(summary: str, details: str) -> gr.Markdown:
+    """A tab's one-line introduction with the rest under a closed "How it works" beside it (a desktop window keeps
+    its room for the work)."""
+    return gr.Markdown(f"{summary} <details><summary>How it works</summary>\n\n{details}\n\n</details>",
+                       elem_classes=["intro"])
+
+
 def run_controls(engine: Engine, task: str, label: str = "Animate") -> RunControls:
     """Run and Stop in a row, the time and memory estimate under them (wire_task keeps it current)."""
     with gr.Row():
         run = gr.Button(label, variant="primary", elem_id=f"{task}-run")
         stop = gr.Button(STOP_LABEL, variant="stop", elem_id=f"{task}-stop")
-    cost = gr.Markdown(lambda: estimate_text(engine, task, {}, {}), elem_id=f"{task}-cost")
+    cost = gr.Markdown(lambda: estimate_text(engine, task, {}, {}), elem_id=f"{task}-cost", elem_classes=["cost"])
     return RunControls(run, stop, cost)
 
 
@@ -212,8 +223,9 @@ def wire_task(engine: Engine, task: str, run_button: gr.Button, stop_button: gr.
             return tuple(gr.skip() for _ in outputs) if len(outputs) > 1 else gr.skip()
 
     event = run_button.click(zerogpu.task_handler(engine, task, named_handler(defaults, body)),
-                             [*inputs.values(), *options.values()], outputs,
-                             api_name=task, concurrency_limit=None)  # the engine's device slot serialises jobs
+                             [*inputs.values(), *options.values()], outputs, api_name=task,
+                             concurrency_limit=None,  # the engine's device slot serialises jobs
+                             show_progress_on=outputs[:1] or None)  # progress once, on the main result
     label = stop_button.value
 
     def stopping(request: gr.Request) -> Any:

@@ -48,7 +48,8 @@ def choose_dtype(preference: str, device: torch.device) -> torch.dtype:
     preference = (preference or "auto").lower()
     if preference == "auto":
         if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            with torch.cuda.device(device):  # this GPU's answer (slots may be on different GPU models)
+                return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         if device.type == "mps":
             return torch.float16
         return torch.float32
@@ -207,7 +208,7 @@ class ModelCache:
                     self._on_evict(key, value)
         if evicted:
             gc.collect()
-            empty_device_caches()
+            empty_device_caches(self.device)
 
     def clear(self) -> None:
         with self._lock:
@@ -216,7 +217,7 @@ class ModelCache:
                 if self._on_evict:
                     self._on_evict(old_key, value)
         gc.collect()
-        empty_device_caches()
+        empty_device_caches(self.device)
 
 
 def cached_network(cache: ModelCache | None, key: NetworkKey, build: Callable[[], M]) -> M:
@@ -224,9 +225,12 @@ def cached_network(cache: ModelCache | None, key: NetworkKey, build: Callable[[]
     return cache.get(key, build) if cache is not None else build()
 
 
-def empty_device_caches() -> None:
+def empty_device_caches(device: torch.device | None = None) -> None:
+    """Hand memory PyTorch keeps cached back to the device (`device`: that GPU's; else the current one's)."""
     if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+        on_gpu = device is not None and device.type == "cuda"
+        with torch.cuda.device(device) if on_gpu else contextlib.nullcontext():
+            torch.cuda.empty_cache()
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         torch.mps.empty_cache()
 
@@ -340,7 +344,7 @@ def out_of_memory_as_resource_error(cache: ModelCache | None = None) -> Iterator
         if cache is not None:
             cache.clear()
         gc.collect()
-        empty_device_caches()
+        empty_device_caches(cache.device if cache is not None else None)
         raise ResourceError(
             "The device ran out of memory. Try a smaller output size or fewer frames, start the app with "
             "--offload model, or use --dtype fp16/bf16 on a GPU. Cached models were freed; "

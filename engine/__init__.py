@@ -14,7 +14,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Hashable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Hashable, Iterator, Mapping
 
 from engine import cost
 from engine.errors import AnimateError, InputError, JobCancelled, PreviewUnavailable
@@ -26,6 +26,9 @@ from engine.limits import Limits, applied
 from engine.outputs import RunFolder, disk_full_error, earlier_runs, prune_outputs, sweep_staging
 from engine.pipelines.base import OFFLOAD_MODES, CancelToken, Pipeline, Progress, RemainingTime, no_progress
 from engine.tasks import Option, Options, TaskSpec, discover_tasks
+
+if TYPE_CHECKING:  # engine.runtime imports torch: only when a job or a device is first needed
+    from engine.runtime import DeviceSlot, DeviceSlots
 
 __all__ = ["Engine", "EngineConfig", "Preview", "JobResult", "CancelToken", "Option", "Options", "TaskSpec",
            "RemainingTime", "Estimate", "Example", "JobCancelled", "human_size", "user_message"]
@@ -67,7 +70,7 @@ class Engine:
         self.tasks: dict[str, TaskSpec] = dict(tasks) if tasks is not None else discover_tasks()
         self.hub = hub or Hub(cache_dir=self.config.cache_dir, offline=self.config.offline)
         self._runtime_lock = threading.Lock()
-        self._slots: Any = None  # runtime.DeviceSlots, built on first need (never touches a GPU before)
+        self._slots: DeviceSlots | None = None  # built on first need (nothing touches a GPU before)
         self._device_names = self.config.devices or (self.config.device,)
         if self.config.devices:  # named explicitly: check them now, so a typo fails at start, not at the first job
             from engine import runtime
@@ -79,7 +82,7 @@ class Engine:
 
     # ------------------------------------------------------------------------------------------- runtime (lazy)
     @property
-    def slots(self) -> Any:
+    def slots(self) -> DeviceSlots:
         """The job slots (runtime.DeviceSlots): one per device of --devices (else the one --device), each with its
         dtype and its own network cache under its own budget (--memory-budget-gb each; by default a share of that
         device's memory)."""
@@ -88,12 +91,15 @@ class Engine:
                 from engine import runtime
 
                 devices = [runtime.choose_device(name) for name in self._device_names]
-                self._slots = runtime.DeviceSlots(self._slot(runtime, device, devices[:i].count(device),
-                                                             devices.count(device))
-                                                  for i, device in enumerate(devices))
+                self._slots = runtime.DeviceSlots(
+                    self._slot(device, worker=devices[:i].count(device), sharers=devices.count(device))
+                    for i, device in enumerate(devices))
             return self._slots
 
-    def _slot(self, runtime: Any, device: Any, worker: int, sharers: int) -> Any:
+    def _slot(self, device: Any, worker: int, sharers: int) -> DeviceSlot:
+        """The `worker`-th slot on `device` (listed `sharers` times), with its dtype, cache and budget."""
+        from engine import runtime
+
         budget = (int(self.config.memory_budget_gb * 2**30) if self.config.memory_budget_gb
                   else runtime.default_budget(device, sharers))
         return runtime.DeviceSlot(device, runtime.choose_dtype(self.config.dtype, device),
@@ -157,7 +163,7 @@ class Engine:
 
     # ------------------------------------------------------------------------------------------- pipelines
     def pipeline(self, task: str, progress: Progress = no_progress, options: Options | None = None,
-                 slot: Any = None) -> Pipeline:
+                 slot: DeviceSlot | None = None) -> Pipeline:
         """The task's pipeline on a device slot (default: the first): a view over networks from that slot's network
         cache (loaded on first use), over the checkpoints its options need (the required ones when options is
         None)."""
@@ -198,8 +204,9 @@ class Engine:
 
         resolved = self.task(task).parse_options(options)
         # the device's name only: building the model cache would touch the GPU (never in a ZeroGPU main process)
-        device = self._slots.first.device if self._slots else runtime.choose_device(self._device_names[0])
-        dtype = DTYPE_NAMES.get(str(self._slots.first.dtype), self.config.dtype) if self._slots else self.config.dtype
+        first = self._slots.first if self._slots else None
+        device = first.device if first else runtime.choose_device(self._device_names[0])
+        dtype = DTYPE_NAMES[str(first.dtype)] if first else self.config.dtype
         dtype = "fp32" if dtype == "auto" and device.type == "cpu" else dtype  # runtime.choose_dtype's CPU choice
         with applied(self.config.limits):
             return cost.estimate(task, inputs, resolved, str(device), dtype, self.history(task))
@@ -287,7 +294,7 @@ class Engine:
         return JobResult(final, files, settings)
 
     @contextlib.contextmanager
-    def _device_slot(self, cancel: CancelToken, progress: Progress) -> Iterator[Any]:
+    def _device_slot(self, cancel: CancelToken, progress: Progress) -> Iterator[DeviceSlot]:
         """A free device slot, taken after validation (checking inputs never holds up another user's job). While
         every slot is busy, say so with the job's place in line, and keep honouring Stop."""
         several = len(self.slots.slots) > 1

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine import CancelToken, Engine, EngineConfig, media, runtime
+from engine import Engine, EngineConfig, media, runtime
 from engine.errors import InputError, JobCancelled
 from engine.tasks import Option, TaskSpec, discover_tasks
 from tests.fake_tasks.gate.job import GATES, INSIDE, NETWORKS
@@ -171,12 +171,12 @@ def test_each_slot_has_its_own_budget(tmp_path: Path, monkeypatch: pytest.Monkey
         available = 10 * 2**30
 
     monkeypatch.setattr(psutil, "virtual_memory", lambda: Memory)
-    config = dict(outputs=tmp_path, cache_dir=tmp_path / "hub", offline=True)
+    config = {"outputs": tmp_path, "cache_dir": tmp_path / "hub", "offline": True}
     one = Engine(EngineConfig(device="cpu", **config), tasks={})
     two = Engine(EngineConfig(devices=("cpu", "cpu"), **config), tasks={})
     given = Engine(EngineConfig(devices=("cpu", "cpu"), memory_budget_gb=1.5, **config), tasks={})
-    assert one.models.budget == int(6 * 2**30)  # 60% of free RAM
-    assert [slot.models.budget for slot in two.slots.slots] == [int(3 * 2**30)] * 2  # shared by the CPU slots
+    assert one.models.budget == 6 * 2**30  # 60% of free RAM
+    assert [slot.models.budget for slot in two.slots.slots] == [3 * 2**30] * 2  # shared by the CPU slots
     assert [slot.models.budget for slot in given.slots.slots] == [int(1.5 * 2**30)] * 2  # per device
 
 

@@ -3,19 +3,24 @@
 
 Task subcommands are generated from the same TaskSpec (inputs + options) the tabs use. Exit codes: 0 ok, 1 unexpected,
 2 bad input, 3 checkpoint problem, 4 out of memory/disk, 130 cancelled. Errors print one line on stderr.
+
+A windowed task (pose, face) given `--devices A,B` or started by `torchrun --nproc-per-node N` runs once per device
+with each denoising step's windows divided among them (engine.distributed); rank 0 alone writes --out and reports.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from engine import Engine, user_message
+from engine import Engine, distributed, user_message
 from engine.errors import CheckpointError, InputError, JobCancelled, ResourceError
 from engine.hub import human_size
-from engine.jobs import stop_on_sigterm
+from engine.jobs import pick_seed, stop_on_sigterm
 from engine.limits import applied
 from engine.outputs import sweep_staging
 from engine.settings import add_engine_arguments, config_from_args
@@ -180,20 +185,57 @@ def cmd_watermark(engine: Engine, files: Sequence[Path]) -> int:
     return next(code for kind, code in EXIT_CODES if kind is InputError) if unreadable else 0
 
 
-def cmd_task(engine: Engine, spec: TaskSpec, args: argparse.Namespace) -> None:
+def cmd_task(engine: Engine, spec: TaskSpec, args: argparse.Namespace, report: bool = True) -> None:
+    """Run one job into --out; `report`: show progress, warnings and the files written (False: silent)."""
     inputs = {item.name: getattr(args, f"input_{item.name}") for item in spec.inputs
               if getattr(args, f"input_{item.name}") is not None}
     options = {o.name: getattr(args, o.name) for o in spec.options if getattr(args, o.name) is not None}
     sweep_staging(args.out.resolve().parent)  # staging folders of killed runs sit beside --out
-    progress, close = _cli_progress()
+    progress, close = _cli_progress() if report else (lambda fraction, message: None, lambda: None)
     try:
         result = engine.run(spec.name, inputs, options, progress=progress, out_dir=args.out.resolve())
     finally:
         close()
+    if not report:
+        return
     for warning in result.settings.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
     for name, path in result.files.items():
         print(f"{name}: {path}")
+
+
+def split_task(place: distributed.Rank, args: argparse.Namespace) -> None:
+    """One rank of a job divided among devices (in a spawned worker or under torchrun), inside the process group.
+
+    Every rank runs the whole job with rank 0's seed (a random one is drawn once); rank 0 writes --out and reports,
+    the others run silently into a temporary folder of their own that is removed afterwards."""
+    args = argparse.Namespace(**vars(args))
+    args.device, args.devices = place.device.type, ()
+    if hasattr(args, "seed"):
+        args.seed = distributed.agree(pick_seed(args.seed))
+    config = config_from_args(args)
+    if place.rank == 0:
+        engine = Engine(config)
+        cmd_task(engine, engine.task(args.task), args)
+        return
+    with tempfile.TemporaryDirectory(prefix=f"engine-rank{place.rank}-") as scratch:
+        args.out = Path(scratch) / "out"
+        engine = Engine(replace(config, outputs=Path(scratch) / "outputs", outputs_quota_gb=None))
+        cmd_task(engine, engine.task(args.task), args, report=False)
+
+
+def explain(exc: BaseException) -> tuple[int, str]:
+    """-> (exit code, one-line message) for any failure, as the CLI reports it."""
+    if isinstance(exc, KeyboardInterrupt):
+        return 130, "interrupted"
+    return next((code for kind, code in EXIT_CODES if isinstance(exc, kind)), 1), user_message(exc)
+
+
+def cmd_split_task(args: argparse.Namespace) -> None:
+    """A task given several --devices: one spawned worker per device (see engine.distributed)."""
+    distributed.check_task(args.task)
+    devices = distributed.check_devices(args.devices)
+    distributed.launch(devices, split_task, (args,), explain)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -216,14 +258,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(engine.bench(args.task, device=args.device, size=args.size, **settings), indent=2))
         elif args.command == "watermark":
             return cmd_watermark(engine, args.files)
+        elif distributed.torchrun_world() > 1:
+            distributed.check_task(args.task)
+            try:
+                split_task(distributed.from_torchrun(args.devices, args.device), args)
+            finally:
+                distributed.close_group()
+        elif len(args.devices) > 1:
+            cmd_split_task(args)
         else:
+            if args.devices:  # one device named with --devices, e.g. cuda:1
+                args.device = distributed.engine_device(distributed.check_devices(args.devices)[0])
+                engine = Engine(config_from_args(args))
             cmd_task(engine, engine.task(args.task), args)
+    except distributed.WorkerFailed as failure:  # the worker's own one line and code
+        print(f"error: {failure}", file=sys.stderr)
+        return failure.code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # one line for the user; the code says what kind
-        print(f"error: {user_message(exc)}", file=sys.stderr)
-        return next((code for kind, code in EXIT_CODES if isinstance(exc, kind)), 1)
+        code, message = explain(exc)
+        print(f"error: {message}", file=sys.stderr)
+        return code
     return 0
 
 

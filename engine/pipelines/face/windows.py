@@ -20,6 +20,8 @@ from typing import Callable
 import torch
 from diffusers import EulerDiscreteScheduler
 
+from engine import distributed
+
 WINDOW = 25
 STRIDE = WINDOW // 2
 
@@ -77,15 +79,22 @@ def step_windows(scheduler: EulerDiscreteScheduler, latents: torch.Tensor, t: to
                  predict: Callable[[torch.Tensor, torch.Tensor, Window], torch.Tensor],
                  check: Callable[[], None] = lambda: None) -> torch.Tensor:
     """One sampler step over all windows: each window's latents [1, len, ...] get `predict(latents, t, window)` and a
-    scheduler step at this step's sigma (the step index is rewound after every window but the last); the stepped
-    windows are averaged by count."""
+    scheduler step at this step's sigma; the stepped windows are averaged by count.
+
+    The original steps every window and rewinds the step index after all but the last; here every window is rewound
+    and the index moved on once at the end: the same states, and also right for a rank of a job divided among
+    devices (engine.distributed), which steps only its round-robin share of the windows (maybe none) before the
+    sums and counts are added over all ranks. Every rank thus leaves the scheduler at the same index."""
     value = torch.zeros_like(latents)
     count = torch.zeros_like(latents)
-    for i, window in enumerate(windows):
+    for i, window in distributed.my_share(list(enumerate(windows))):
         check()
         part = window.take(latents)
         stepped = scheduler.step(predict(part, t, window), t, part).prev_sample
-        if i != len(windows) - 1:
-            scheduler._step_index -= 1  # noqa: SLF001 - exactly the original's rewind
+        scheduler._step_index -= 1  # noqa: SLF001 - the original's rewind: all windows at this step's sigma
         accumulate(value, count, window, stepped, first=i == 0)
+    if scheduler.step_index is None:  # a rank without a window on the first step
+        scheduler._init_step_index(t)  # noqa: SLF001 - what the scheduler's own step does first
+    scheduler._step_index += 1  # noqa: SLF001
+    distributed.all_sum(value, count)
     return torch.where(count > 0, value / count, value)

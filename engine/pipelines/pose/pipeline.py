@@ -22,7 +22,7 @@ from einops import rearrange
 from PIL import Image
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from engine import media
+from engine import distributed, media
 from engine.errors import CheckpointError, InputError
 from engine.jobs import cancellable
 from engine.offload import ModelOffload
@@ -186,31 +186,37 @@ class PosePipeline(Pipeline):
 
         ControlNet residuals depend only on a frame's own latent, so they are computed once per frame and kept
         in host memory while that fits in RESIDUAL_CACHE_BYTES; longer clips recompute them per window instead
-        (about a third more ControlNet work, constant memory)."""
+        (about a third more ControlNet work, constant memory).
+
+        In a job divided among devices (engine.distributed) this rank runs only its share of the windows and the
+        ControlNet on the frames those windows need; the per-frame sums and counts are then added over all ranks."""
         cancel = cancel or CancelToken()
         with self.offload.on_device(self.appearance):
             reference = [feature[0] for feature in self.appearance(ref_latent, t, text)]
-        frames = latents.shape[2]
-        cached = frames * self._residual_bytes_per_frame(latents) <= RESIDUAL_CACHE_BYTES
-        if cached:
+        windows = distributed.my_share(windows)
+        needed = sorted({frame for window in windows for frame in window})
+        cached = len(needed) * self._residual_bytes_per_frame(latents) <= RESIDUAL_CACHE_BYTES
+        if cached and needed:
             with self.offload.on_device(self.controlnet):
                 chunks = []
-                for start in range(0, frames, context):
+                for start in range(0, len(needed), context):
                     cancel.check()
-                    chunks.append(self._controlnet(latents, t, text, condition,
-                                                   list(range(start, min(start + context, frames))), HOST))
+                    chunks.append(self._controlnet(latents, t, text, condition, needed[start:start + context], HOST))
             residuals = [torch.cat(parts) for parts in zip(*chunks)]
+            row = torch.zeros(latents.shape[2], dtype=torch.long)
+            row[needed] = torch.arange(len(needed))  # frame -> its row in the residuals
         halves = 2 if guided else 1
         average = WindowAverage(latents.repeat(halves, 1, 1, 1, 1))
         with self.offload.on_device(self.unet, *(() if cached else (self.controlnet,))):
             for window in windows:
                 cancel.check()
                 sample = latents[:, :, window].repeat(halves, 1, 1, 1, 1)
-                per_frame = ([r[torch.tensor(window)].to(self.device) for r in residuals] if cached
+                per_frame = ([r[row[window]].to(self.device) for r in residuals] if cached
                              else self._controlnet(latents, t, text, condition, window, self.device))
                 laid = [rearrange(r, "f c h w -> 1 c f h w").repeat(halves, 1, 1, 1, 1) for r in per_frame]
                 with self.unet.reading_reference(reference, batch=[halves - 1]):
                     average.add(window, self.unet(sample, t, text, laid[:-1], laid[-1]))
+        distributed.all_sum(average.total, average.count)
         return average.mean()
 
     def _controlnet(self, latents: torch.Tensor, t: torch.Tensor, text: torch.Tensor, condition: torch.Tensor,

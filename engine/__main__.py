@@ -10,6 +10,7 @@ with each denoising step's windows divided among them (engine.distributed); rank
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import tempfile
@@ -235,7 +236,10 @@ def cmd_split_task(args: argparse.Namespace) -> None:
     """A task given several --devices: one spawned worker per device (see engine.distributed)."""
     distributed.check_task(args.task)
     devices = distributed.check_devices(args.devices)
-    distributed.launch(devices, split_task, (args,), explain)
+    # Workers unpickle the functions by module name; under `python -m engine` this module is `__main__`, which a
+    # spawned worker does not re-run for a package, so they are handed over as attributes of engine.__main__.
+    cli = importlib.import_module("engine.__main__")
+    distributed.launch(devices, cli.split_task, (args,), cli.explain)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

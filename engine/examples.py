@@ -47,23 +47,62 @@ def project_examples() -> dict[str, list[Example]]:
     }
 
 
-# Published demo inputs inside a checkpoint: (task, checkpoint, label, {input: glob}), globs relative to its folder.
+@dataclass(frozen=True)
+class Published:
+    """Published demo inputs inside a checkpoint (configs/models.yaml): each input a path relative to its folder, or
+    a glob for an input that takes several files."""
+
+    task: str
+    checkpoint: str
+    label: str
+    inputs: dict[str, str]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+_MAGICANIMATE = "inputs/applications"  # the Space's example folder (see magicanimate_examples in configs/models.yaml)
 PUBLISHED = (
-    ("dance", "conr", "CoNR's own example: the ponytail character (from the nev/CoNR Space)",
-     {"sheets": "character_sheet_ponytail_example/*.png"}),
+    Published("dance", "conr", "CoNR's own example: the ponytail character (from the nev/CoNR Space)",
+              {"sheets": "character_sheet_ponytail_example/*.png"}),
+    Published("pose", "magicanimate_examples", "MagicAnimate's own example: Mona Lisa, running",
+              {"image": f"{_MAGICANIMATE}/source_image/monalisa.png",
+               "motion": f"{_MAGICANIMATE}/driving/densepose/running.mp4"}),
+    Published("pose", "magicanimate_examples", "MagicAnimate's own example: demo4",
+              {"image": f"{_MAGICANIMATE}/source_image/demo4.png",
+               "motion": f"{_MAGICANIMATE}/driving/densepose/demo4.mp4"}),
+    Published("pose", "magicanimate_examples", "MagicAnimate's own example: dalle2, running",
+              {"image": f"{_MAGICANIMATE}/source_image/dalle2.jpeg",
+               "motion": f"{_MAGICANIMATE}/driving/densepose/running2.mp4"}),
 )
+
+
+def published_checkpoints(task: str) -> list[str]:
+    """The checkpoints that hold the task's published examples, in PUBLISHED's order."""
+    return list(dict.fromkeys(p.checkpoint for p in PUBLISHED if p.task == task))
+
+
+def published_inputs(task: str) -> set[str]:
+    """The task's input names any of its published examples fills."""
+    return {name for p in PUBLISHED if p.task == task for name in p.inputs}
+
+
+def _found(folder: Path, pattern: str) -> Any:
+    """The files a pattern names in the folder: a sorted list for a glob, one path (or None) for a plain path."""
+    if any(c in pattern for c in "*?["):
+        return sorted(str(p) for p in folder.glob(pattern))
+    path = folder / pattern
+    return str(path) if path.is_file() else None
 
 
 def published_examples(task: str, cached_folder: Any) -> list[Example]:
     """The task's published examples whose checkpoint is cached; cached_folder(name) -> folder or None."""
     found = []
-    for owner, checkpoint, label, patterns in PUBLISHED:
-        folder = cached_folder(checkpoint) if owner == task else None
+    for published in PUBLISHED:
+        folder = cached_folder(published.checkpoint) if published.task == task else None
         if folder is None:
             continue
-        inputs = {name: sorted(str(p) for p in Path(folder).glob(pattern)) for name, pattern in patterns.items()}
+        inputs = {name: _found(Path(folder), pattern) for name, pattern in published.inputs.items()}
         if all(inputs.values()):
-            found.append(Example(label, inputs))
+            found.append(Example(published.label, inputs, dict(published.options)))
     return found
 
 

@@ -18,7 +18,9 @@ from gradio.components import Component
 from gradio.context import Context
 from PIL import UnidentifiedImageError
 
-from engine import CancelToken, Engine, JobCancelled, JobResult, Option, RemainingTime, TaskSpec, media, user_message
+from engine import (CancelToken, Engine, JobCancelled, JobResult, Option, RemainingTime, TaskSpec, human_size, media,
+                    user_message)
+from engine import examples as published
 from engine.errors import AnimateError
 from tabs import zerogpu
 
@@ -274,7 +276,8 @@ def remembered_controls() -> dict[str, dict[str, Component]]:
 def add_examples(engine: Engine, task: str, components: dict[str, Component], label: str = "Examples") -> Any:
     """One-click examples (never run or cached ahead: clicking fills the inputs and options). components: the tab's
     input and option controls by the task's names; the examples fill the ones they name, the others get the
-    option's default. None when the task has no example."""
+    option's default. Published demo inputs not cached yet get a button that fetches them on purpose. None when the
+    task has no example."""
     rows = engine.examples(task)
     if not rows:
         return None
@@ -288,9 +291,36 @@ def add_examples(engine: Engine, task: str, components: dict[str, Component], la
             return example.options[name]
         return spec.option(name).default if name in {o.name for o in spec.options} else None
 
-    return gr.Examples([[value(e, n) for n in used] for e in rows], [components[n] for n in used], label=label,
-                       example_labels=[e.label for e in rows], cache_examples=False, elem_id=f"{task}-examples",
-                       api_visibility="private")
+    def samples(found: list[Any]) -> list[list[Any]]:
+        return [[value(e, n) for n in used] for e in found]
+
+    shown = gr.Examples(samples(rows), [components[n] for n in used], label=label,
+                        example_labels=[e.label for e in rows], cache_examples=False, elem_id=f"{task}-examples",
+                        api_visibility="private")
+    _offer_published(engine, task, shown, lambda found: gr.Dataset(samples=samples(found),
+                                                                   sample_labels=[e.label for e in found]))
+    return shown
+
+
+def _offer_published(engine: Engine, task: str, shown: Any, dataset: Callable[[list[Any]], gr.Dataset]) -> None:
+    """A small button that downloads the task's published demo inputs (a checkpoint of their own, never fetched
+    just because the tab opened) with progress, then lists them among the examples. Absent offline or once cached."""
+    missing = [name for name in published.published_checkpoints(task) if not engine.hub.status(name).cached]
+    if not missing or engine.hub.offline:
+        return
+    size = human_size(sum(engine.hub.spec(name).size_mb for name in missing) * 2**20)
+    fetch_button = gr.Button(f"Get the published examples ({size})", size="sm", elem_id=f"{task}-get-examples")
+
+    def fetch(progress: gr.Progress = gr.Progress()) -> tuple[gr.Dataset, Any]:
+        try:
+            for i, name in enumerate(missing):
+                engine.checkpoint(name, lambda f, m, i=i: progress((i + f) / len(missing), desc=m), task)
+        except AnimateError as exc:
+            log.warning("%s examples: %s", task, console_line(exc))
+            raise gr.Error(user_message(exc), print_exception=False) from exc
+        return dataset(engine.examples(task)), gr.update(visible=False)
+
+    fetch_button.click(fetch, None, [shown.dataset, fetch_button], api_visibility="private")
 
 
 def _sorted(components: dict[str, Component], order: dict[str, Any]) -> dict[str, Component]:

@@ -2,6 +2,7 @@
 the task's own checks); published demo inputs appear once their checkpoint is cached and are absent otherwise."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import gradio as gr
@@ -9,7 +10,9 @@ import pytest
 
 from engine import Engine, EngineConfig
 from engine.examples import ASSETS
+from engine.hub import load_specs
 from engine.limits import applied
+from engine.testing import snapshot_folder
 from tabs import build_app
 
 
@@ -55,3 +58,60 @@ def test_examples_in_the_app_are_never_run_or_cached_at_launch(session_engine: E
         assert f"{task}-examples" in found, task
     examples = [fn for fn in demo.fns.values() if fn.name == "load_example"]
     assert examples and all(fn.api_visibility == "private" for fn in examples)
+
+
+def place_magicanimate_examples(cache_dir: Path) -> Path:
+    """MagicAnimate's published demo inputs in the Space's layout in a Hub cache (project files stand in for them)."""
+    spec = load_specs()["magicanimate_examples"]
+    folder = snapshot_folder(cache_dir, spec)
+    for name in spec.files:
+        stand_in = ASSETS / "pose" / ("densepose_dance.mp4" if name.endswith(".mp4") else "person.png")
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(stand_in, folder / name)
+    return folder
+
+
+def test_published_pose_examples_appear_once_cached_and_pass_the_tasks_checks(tiny_hub: Path, tmp_path: Path) -> None:
+    hub = tmp_path / "hub"
+    shutil.copytree(tiny_hub, hub)
+    engine = Engine(EngineConfig(device="cpu", outputs=tmp_path / "out", cache_dir=hub, offline=True))
+    before = engine.examples("pose")
+    assert not [e for e in before if "MagicAnimate" in e.label]
+    folder = place_magicanimate_examples(hub)
+    published = [e for e in engine.examples("pose") if "MagicAnimate" in e.label]
+    assert [e.inputs["image"] for e in published] == [str(folder / "inputs/applications/source_image" / name)
+                                                      for name in ("monalisa.png", "demo4.png", "dalle2.jpeg")]
+    spec = engine.task("pose")
+    for example in published:
+        with applied(engine.config.limits):
+            spec.job.validate(dict(example.inputs), spec.parse_options(example.options))
+    (folder / "inputs/applications/driving/densepose/demo4.mp4").unlink()  # a partial snapshot is not cached
+    assert [e.label for e in engine.examples("pose")] == [e.label for e in before]
+
+
+def test_get_the_published_examples_fetches_them_on_purpose_then_lists_them(tiny_hub: Path, tmp_path: Path) -> None:
+    hub = tmp_path / "hub"
+    shutil.copytree(tiny_hub, hub)
+    offline = Engine(EngineConfig(device="cpu", outputs=tmp_path / "out", cache_dir=hub, offline=True))
+    assert "pose-get-examples" not in elem_ids(build_app(offline))  # offline: nothing to offer
+    engine = Engine(EngineConfig(device="cpu", outputs=tmp_path / "out", cache_dir=hub, offline=False))
+    fetched = []
+
+    def checkpoint(name: str, progress=None, task=None) -> Path:
+        fetched.append(name)
+        return place_magicanimate_examples(hub)
+
+    engine.checkpoint = checkpoint  # what a download would leave in the cache
+    demo = build_app(engine)
+    button = elem_ids(demo)["pose-get-examples"]
+    assert "MB" in button.value and not fetched  # its size shown, nothing fetched when the app was built
+    handler = next(fn for fn in demo.fns.values() if (button._id, "click") in fn.targets)
+    listed, hidden = handler.fn()
+    assert fetched == ["magicanimate_examples"] and hidden["visible"] is False
+    labels = listed.sample_labels
+    assert labels[0] == "Drawn person, procedural DensePose dance" and sum("MagicAnimate" in x for x in labels) == 3
+    assert "pose-get-examples" not in elem_ids(build_app(engine))  # cached now: no button
+
+
+def elem_ids(demo: gr.Blocks) -> dict[str, gr.components.Component]:
+    return {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}

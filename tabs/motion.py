@@ -100,7 +100,13 @@ def build(engine: Engine) -> None:
             event.then(preview_fn, [drawing, size], [flow_preview, note], api_visibility="private",
                        trigger_mode="always_last")
 
-        def on_picture(path: str | None, waiting: str, short_side: int):
+        def on_picture_or_size(path: str | None, waiting: str, short_side: int, current: draw.Drawing,
+                               shown_path: str | None):
+            """A new picture starts a new drawing (with an example's waiting trajectories); a new size only moves
+            the shaded border. One listener for both: a Size change made while a picture is still loading runs
+            after it, on the drawing it made (two listeners raced and could drop the example's points)."""
+            if path == shown_path:
+                return *_view(draw.with_size(current, short_side)), waiting, shown_path
             try:
                 image = media.read_image(path, keep_alpha=False) if path else None
             except AnimateError as exc:
@@ -112,14 +118,12 @@ def build(engine: Engine) -> None:
                     fresh = draw.load_trajectories(fresh, engine.preview(TASK, "trajectories", text=waiting).value)
                 except AnimateError as exc:
                     gr.Warning(user_message(exc))
-            return *_view(fresh), ""
+            return *_view(fresh), "", path
 
-        edited(picture.change(on_picture, [picture, pending, size], [*view, pending], api_visibility="private"))
-
-        def on_size(current: draw.Drawing, short_side: int):
-            return _view(draw.with_size(current, short_side))
-
-        size.change(on_size, [drawing, size], view, api_visibility="private", queue=False)
+        shown_picture = gr.State(None)
+        edited(gr.on([picture.change, size.change], on_picture_or_size,
+                     [picture, pending, size, drawing, shown_picture], [*view, pending, shown_picture],
+                     api_visibility="private", trigger_mode="always_last"))
 
         def on_click(current: draw.Drawing, what: str, brush_radius: int, evt: gr.SelectData):
             x, y = evt.index[0], evt.index[1]

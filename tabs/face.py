@@ -63,8 +63,8 @@ def build(engine: Engine) -> None:
               "and a still head under the options; 25 fps). Power users can give a **landmarks file** (.npy, "
               "[N, 68, 2]) instead. Check the landmarks in the preview before animating. Optionally (hybrid), draw "
               "trajectories that move what lies outside the face, and paint the face region the landmarks drive.\n\n"
-              "The examples' portrait is drawn: MediaPipe's landmarker finds its face, so every driver works "
-              "with it, but it shows how the tab works rather than what the models can do. They learnt from "
+              "The examples' portrait is drawn: MediaPipe's real landmarker finds its face, but it shows how the "
+              "tab works rather than what the models can do. They learnt from "
               "videos of real faces: a head-and-shoulders photo, facing the camera, works best.")
         drawing = gr.State(draw.Drawing())
         with gr.Row():

@@ -47,7 +47,7 @@ def build(engine: Engine) -> None:
                     picture = PictureInput(label="Picture", type="filepath", sources=["upload", "clipboard"],
                                            height=120, elem_id="motion-picture")
                     mode = gr.Radio([POINTS, BRUSH], value=POINTS, label="Clicks add")
-                    radius = gr.Slider(1, 100, value=10, step=1, label="Brush radius (pixels)")
+                    radius = gr.Slider(1, 100, value=10, step=1, label="Brush radius (px)")
                 canvas = gr.Image(label="Click to draw (the shaded border is cropped away at this size)",
                                   type="numpy", interactive=False, height=330, elem_id="motion-canvas")
                 with gr.Row():

@@ -212,7 +212,7 @@ def split_task(place: distributed.Rank, args: argparse.Namespace) -> None:
     the others run silently into a temporary folder of their own that is removed afterwards."""
     args = argparse.Namespace(**vars(args))
     args.device, args.devices = place.device.type, ()
-    if hasattr(args, "seed"):
+    if (getattr(args, "seed", None) or 0) < 0:  # -1: one random seed for all; omitted: all take the default
         args.seed = distributed.agree(pick_seed(args.seed))
     config = config_from_args(args)
     if place.rank == 0:

@@ -3,6 +3,7 @@ pose task's windows and the face task's periodic windows; the window assignment;
 the CLI's --devices for a split job."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine import distributed, media
+from engine import Engine, distributed, media
 from engine.__main__ import explain, main
 from engine.distributed import Rank, WorkerFailed, launch, my_share
 from engine.errors import InputError
@@ -159,22 +160,29 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     inputs = _pose_inputs()
     media.write_png(folder / "reference.png", inputs["reference"])
     media.write_mp4(folder / "motion.mp4", inputs["motion"][:6], fps=25)
-    return {"reference": folder / "reference.png", "motion": folder / "motion.mp4"}
+    return {"image": folder / "reference.png", "motion": folder / "motion.mp4"}
 
 
-def test_cli_devices_writes_the_run_once(tiny_hub: Path, clip: dict[str, Path], tmp_path: Path):
-    """`python -m engine` itself: its workers must find their functions although the CLI module runs as __main__."""
+def test_cli_devices_writes_the_run_once(tiny_hub: Path, session_engine: Engine, clip: dict[str, Path],
+                                         tmp_path: Path):
+    """`python -m engine` itself (its workers must find their functions although the CLI module runs as __main__);
+    seed -1: both ranks draw rank 0's seed, so the result is the one-process run with the recorded seed."""
     out = tmp_path / "runs" / "split"
     flags = ["--size=64", "--steps=1", "--context=4", "--overlap=1", "--seed=-1", "--no-grid",
              "--motion-kind=densepose"]
-    done = subprocess.run([sys.executable, "-m", "engine", "pose", "--image", str(clip["reference"]), "--motion",
+    done = subprocess.run([sys.executable, "-m", "engine", "pose", "--image", str(clip["image"]), "--motion",
                            str(clip["motion"]), *flags, "--devices", "cpu,cpu", "--cache-dir", str(tiny_hub),
                            "--offline", "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("settings:") == 1 and str(out / "result.mp4") in done.stdout  # rank 0 reports, alone
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["split"]
     assert sorted(p.name for p in out.iterdir()) == ["result.mp4", "settings.json"]
-    assert len(media.read_video(out / "result.mp4")[0]) == 6
+    frames = np.stack(media.read_video(out / "result.mp4")[0]).astype(np.float32)
+    assert len(frames) == 6
+    options = json.loads((out / "settings.json").read_text())["options"]
+    alone = session_engine.run("pose", clip, options).files["video"]
+    # the same pixels up to H.264 noise (x264 is not bit-exact across runs; another seed differs by ~30)
+    assert np.abs(np.stack(media.read_video(alone)[0]).astype(np.float32) - frames).mean() < 3.0
 
 
 @pytest.mark.parametrize("task, devices, message", [
@@ -184,7 +192,7 @@ def test_cli_devices_writes_the_run_once(tiny_hub: Path, clip: dict[str, Path], 
 ])
 def test_cli_refuses_devices_it_cannot_use(capsys: pytest.CaptureFixture, clip: dict[str, Path], tmp_path: Path,
                                            task: str, devices: str, message: str):
-    inputs = ["--image", str(clip["reference"]), "--motion" if task == "pose" else "--trajectories", str(clip["motion"])]
+    inputs = ["--image", str(clip["image"]), "--motion" if task == "pose" else "--trajectories", str(clip["motion"])]
     assert main([task, *inputs, "--devices", devices, "--out", str(tmp_path / "no")]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and err.startswith("error: ")

@@ -78,6 +78,8 @@ class Engine:
             for name in self._device_names:
                 runtime.choose_device(name)
         self._active: dict[Hashable, CancelToken] = {}
+        self._fresh: set[Path] = set()  # runs being committed or just committed by run(): never pruned
+        self._fresh_lock = threading.Lock()
         sweep_staging(*(Path(self.config.outputs) / name for name in self.tasks))  # left by killed runs
 
     # ------------------------------------------------------------------------------------------- runtime (lazy)
@@ -276,8 +278,12 @@ class Engine:
                                       checkpoints=checkpoints, device=str(slot.device), dtype=str(slot.dtype),
                                       timings=timings, outputs=files, folder=folder.staging, warnings=ctx.warnings,
                                       details=ctx.details, estimate=_recorded_estimate(modelled))
+            with self._fresh_lock:
+                self._fresh.add(folder.final)
             final = folder.commit()
         except BaseException as exc:
+            with self._fresh_lock:
+                self._fresh.discard(folder.final)
             full = disk_full_error(exc, folder.final.parent, folder.staging)
             folder.discard()
             if full:
@@ -286,8 +292,14 @@ class Engine:
         finally:
             if owner is not None:
                 self._active.pop(owner, None)
-        if self.config.outputs_quota_gb is not None:
-            prune_outputs(Path(self.config.outputs), int(self.config.outputs_quota_gb * 2**30), keep=final)
+        try:
+            if self.config.outputs_quota_gb is not None:
+                with self._fresh_lock:
+                    keep = set(self._fresh)  # with several devices, runs other jobs committed but not yet returned
+                prune_outputs(Path(self.config.outputs), int(self.config.outputs_quota_gb * 2**30), keep=keep)
+        finally:
+            with self._fresh_lock:
+                self._fresh.discard(folder.final)
         files = {k: final / p.relative_to(folder.staging) for k, p in files.items()}
         files["settings"] = final / "settings.json"
         progress(1.0, "Done")

@@ -14,6 +14,7 @@ import shutil
 import socket
 from datetime import datetime
 from pathlib import Path
+from typing import Iterable
 
 from engine.errors import InputError, ResourceError
 from engine.hub import human_size
@@ -200,16 +201,18 @@ def earlier_runs(outputs: Path, task: str | None = None, limit: int = 200) -> li
     return found
 
 
-def prune_outputs(outputs: Path, quota_bytes: int, keep: Path) -> list[Path]:
-    """Delete the oldest finished run folders until all of them fit in quota_bytes; never `keep` (the run just
-    made) and never a staging folder (a running job's). Returns the folders removed."""
+def prune_outputs(outputs: Path, quota_bytes: int, keep: Iterable[Path]) -> list[Path]:
+    """Delete the oldest finished run folders until all of them fit in quota_bytes; never one in `keep` (the runs
+    just made: with several devices, another job's run may be committed but not yet handed to its user) and never a
+    staging folder (a running job's). Returns the folders removed."""
+    kept = {Path(run).resolve() for run in keep}
     runs = [(run, folder_size(run)) for run in finished_runs(outputs)]
     total = sum(size for _, size in runs)
     pruned = []
     for run, size in runs:
         if total <= quota_bytes:
             break
-        if run.resolve() == keep.resolve():
+        if run.resolve() in kept:
             continue
         shutil.rmtree(run, ignore_errors=True)
         log.info("Outputs quota: removed %s", run)

@@ -180,9 +180,9 @@ def test_quota_prunes_the_oldest_finished_runs_only(tmp_path: Path) -> None:
     notes = outputs / "pose" / "my-notes"
     notes.mkdir()
     (notes / "a.txt").write_bytes(b"n" * 5000)
-    assert prune_outputs(outputs, 2200, keep=newest) == [oldest]
+    assert prune_outputs(outputs, 2200, keep=[newest]) == [oldest]
     assert older.is_dir() and newest.is_dir() and running.is_dir() and notes.is_dir()
-    assert prune_outputs(outputs, 0, keep=newest) == [older] and newest.is_dir() and running.is_dir()
+    assert prune_outputs(outputs, 0, keep=[newest]) == [older] and newest.is_dir() and running.is_dir()
 
 
 def test_engine_applies_the_quota_after_each_run(echo_engine, tiny_hub: Path) -> None:

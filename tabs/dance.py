@@ -8,8 +8,8 @@ import gradio as gr
 
 from engine import Engine, JobResult, media, user_message
 from engine.errors import AnimateError
-from tabs.widgets import (PictureInput, add_examples, intro, option_controls, preview_value, run_controls,
-                          wire_task)
+from tabs.widgets import (INPUTS_SCALE, OUTPUTS_SCALE, PictureInput, add_examples, intro, option_controls,
+                          preview_value, run_controls, wire_task)
 
 TASK = "dance"
 
@@ -71,7 +71,7 @@ def build(engine: Engine) -> None:
               "Leave the poses empty to use the built-in example motion. The background: transparent (webm, png "
               "frames; mp4 has no transparency and turns it black), a colour, or an image.")
         with gr.Row():
-            with gr.Column():
+            with gr.Column(scale=INPUTS_SCALE):
                 examples = gr.Column()
                 with gr.Row():
                     sheets = gr.File(label="Character sheets", file_count="multiple", file_types=["image"],
@@ -98,7 +98,7 @@ def build(engine: Engine) -> None:
                 background = gr.Textbox(value=spec.option("background").default, label="Background",
                                         info=spec.option("background").help, visible=False)
                 background_image = PictureInput(label="Background image", type="filepath", height=160, visible=False)
-            with gr.Column():
+            with gr.Column(scale=OUTPUTS_SCALE):
                 video = gr.Video(label="Result", format=None, height=360)
                 with gr.Tabs(selected="frames"):
                     with gr.Tab("Preview frames", id="frames"):

@@ -12,8 +12,8 @@ import numpy as np
 from engine import Engine, JobResult, media, user_message
 from engine.errors import AnimateError
 from tabs import motion_drawing as draw
-from tabs.widgets import (PictureInput, add_examples, intro, option_controls, preview_value, run_controls,
-                          wire_task)
+from tabs.widgets import (INPUTS_SCALE, OUTPUTS_SCALE, PictureInput, add_examples, intro, option_controls,
+                          preview_value, run_controls, wire_task)
 
 TASK = "face"
 MASK_COLOUR = "#ffffff"
@@ -68,7 +68,7 @@ def build(engine: Engine) -> None:
               "videos of real faces: a head-and-shoulders photo, facing the camera, works best.")
         drawing = gr.State(draw.Drawing())
         with gr.Row():
-            with gr.Column():
+            with gr.Column(scale=INPUTS_SCALE):
                 examples = gr.Column()
                 with gr.Row():
                     portrait = PictureInput(label="Portrait", type="filepath", sources=["upload", "clipboard"],
@@ -105,7 +105,7 @@ def build(engine: Engine) -> None:
                                            brush=gr.Brush(colors=[MASK_COLOUR], color_mode="fixed"))
                     mask = gr.Image(label="Landmark mask (white = driven by the landmarks)", type="filepath",
                                     image_mode="L", interactive=False, height=160)
-            with gr.Column():
+            with gr.Column(scale=OUTPUTS_SCALE):
                 with gr.Row():
                     preview = gr.Video(label="Landmarks (preview, before any diffusion)", format=None, height=300)
                     video = gr.Video(label="Result", format=None, height=300)

@@ -11,7 +11,8 @@ import numpy as np
 from PIL import Image
 
 from engine import Engine, JobResult
-from tabs.widgets import add_examples, intro, option_controls, preview_value, run_controls, wire_task
+from tabs.widgets import (INPUTS_SCALE, OUTPUTS_SCALE, add_examples, intro, option_controls, preview_value,
+                          run_controls, wire_task)
 
 TASK = "fourd"
 CLIP_TYPES = ["video", ".gif", ".zip"]
@@ -70,7 +71,7 @@ def build(engine: Engine) -> None:
               "over time, one video per view, the processed input, a frame viewer and the downloads, each under "
               "its own tab on the right.")
         with gr.Row():
-            with gr.Column():
+            with gr.Column(scale=INPUTS_SCALE):
                 examples_slot = gr.Column()
                 video = gr.File(label="Video of the object (models sv4d2, sv4d2_8views, sv4d)", file_types=CLIP_TYPES,
                                 height=140)
@@ -93,7 +94,7 @@ def build(engine: Engine) -> None:
                 with gr.Accordion("Model config (optional)", open=False):
                     model_config = gr.File(label="Inference-config YAML of the original repository's format, for "
                                                  "a checkpoint of other sizes", file_types=[".yaml", ".yml"])
-            with gr.Column():
+            with gr.Column(scale=OUTPUTS_SCALE):
                 with gr.Tabs(selected="orbit"):
                     with gr.Tab("Orbit", id="orbit"):
                         orbit = gr.Video(label="Orbit: the camera goes around the object while it moves", format=None,

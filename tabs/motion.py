@@ -10,8 +10,8 @@ from engine import Engine, JobResult, media, user_message
 from engine.errors import AnimateError
 from tabs import motion_drawing as draw
 from tabs import zerogpu
-from tabs.widgets import (PictureInput, add_examples, console_line, intro, option_controls, remember_controls,
-                          run_controls, wire_task)
+from tabs.widgets import (INPUTS_SCALE, OUTPUTS_SCALE, PictureInput, add_examples, console_line, intro,
+                          option_controls, remember_controls, run_controls, wire_task)
 
 TASK = "motion"
 POINTS, BRUSH = "Trajectory points", "Motion brush"
@@ -41,7 +41,7 @@ def build(engine: Engine) -> None:
               "cropped away at the working size: points there have no effect.")
         drawing = gr.State(draw.Drawing())
         with gr.Row():
-            with gr.Column():
+            with gr.Column(scale=INPUTS_SCALE):
                 examples = gr.Column()
                 with gr.Row(equal_height=True):
                     picture = PictureInput(label="Picture", type="filepath", sources=["upload", "clipboard"],
@@ -65,7 +65,7 @@ def build(engine: Engine) -> None:
                                            label="Trajectories (JSON, picture pixels; editable)")
                     brush = gr.Image(label="Motion brush mask (white moves)", type="filepath", image_mode="L",
                                      interactive=False, height=160)
-            with gr.Column():
+            with gr.Column(scale=OUTPUTS_SCALE):
                 video = gr.Video(label="Result", format=None, height=360)
                 flow_preview = gr.Image(label="Motion field preview (CMP, last frame)", interactive=False,
                                         height=260, elem_id="motion-preview")

@@ -7,8 +7,8 @@ from typing import Any
 import gradio as gr
 
 from engine import Engine, JobResult
-from tabs.widgets import (PictureInput, add_examples, intro, option_controls, preview_value, run_controls,
-                          wire_task)
+from tabs.widgets import (INPUTS_SCALE, OUTPUTS_SCALE, PictureInput, add_examples, intro, option_controls,
+                          preview_value, run_controls, wire_task)
 
 TASK = "pose"
 EXTRACTION = "densepose"
@@ -35,7 +35,7 @@ def build(engine: Engine) -> None:
               "is extracted first (shown beside the result, and alone with **Extract DensePose**). The person in "
               "the photo performs the motion. *As the model sees it* shows the photo after the square fit.")
         with gr.Row():
-            with gr.Column():
+            with gr.Column(scale=INPUTS_SCALE):
                 examples = gr.Column()
                 with gr.Row():
                     image = PictureInput(label="Reference image", type="filepath", sources=["upload", "clipboard"],
@@ -45,7 +45,7 @@ def build(engine: Engine) -> None:
                                       format=None, height=210, elem_id="pose-motion")
                 buttons = run_controls(engine, TASK)
                 controls = option_controls(spec)
-            with gr.Column():
+            with gr.Column(scale=OUTPUTS_SCALE):
                 video = gr.Video(label="Result", format=None, height=360)
                 with gr.Row():
                     grid = gr.Video(label="Reference | motion | result", format=None, height=200)

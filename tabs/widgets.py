@@ -30,6 +30,8 @@ CANCELLED = "Cancelled, nothing was written."
 _CONTROLS: "weakref.WeakKeyDictionary[gr.Blocks, dict[str, dict[str, Component]]]" = weakref.WeakKeyDictionary()
 
 
+# A task tab's two columns: inputs and settings (four settings to a row) a little wider than the results.
+INPUTS_SCALE, OUTPUTS_SCALE = 6, 5
 OPTION_CLASS = "option"  # the CSS in tabs/__init__.py shows such a control's help on one line, all of it on hover
 
 
@@ -48,7 +50,7 @@ def option_control(option: Option) -> Component:
     return gr.Textbox(value=option.default, label=label, info=info, **shown)
 
 
-def option_controls(spec: TaskSpec, names: Iterable[str] | None = None, columns: int = 3) -> dict[str, Component]:
+def option_controls(spec: TaskSpec, names: Iterable[str] | None = None, columns: int = 4) -> dict[str, Component]:
     """Controls for the task's options, `columns` to a row; advanced ones go into a closed 'Advanced settings'
     accordion."""
     wanted = [spec.option(n) for n in names] if names is not None else list(spec.options)

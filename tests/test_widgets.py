@@ -116,3 +116,16 @@ def test_the_start_banner_names_the_apps_own_share_flag(capsys: pytest.CaptureFi
     app.announce("http://127.0.0.1:7860/", None, share=False)
     out = capsys.readouterr().out
     assert "http://127.0.0.1:7860/" in out and "--share" in out and "share=True" not in out
+
+
+def test_each_run_shows_its_progress_once_on_the_main_result_and_results_under_tabs_open_on_it(
+        session_engine: Engine) -> None:
+    """A desktop layout: progress on the result only (not on every output); where the results sit under tabs, the
+    tab holding the main result is the one shown."""
+    demo = build_app(session_engine)
+    blocks = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+    for task in ("pose", "motion", "dance", "face", "fourd", "densepose"):
+        fn = run_handler(demo, task)
+        assert fn.show_progress_on == [blocks[f"{task}-result"]], task
+    orbit_tabs = blocks["fourd-result"].parent.parent
+    assert isinstance(orbit_tabs, gr.Tabs) and orbit_tabs.selected == blocks["fourd-result"].parent.id == "orbit"

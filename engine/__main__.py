@@ -232,6 +232,23 @@ def explain(exc: BaseException) -> tuple[int, str]:
     return next((code for kind, code in EXIT_CODES if isinstance(exc, kind)), 1), user_message(exc)
 
 
+def split_bench(place: distributed.Rank, args: argparse.Namespace, settings: dict[str, Any]) -> None:
+    """One rank of a benchmark whose denoising steps are divided among devices; rank 0 prints the report (its
+    timings include waiting for the other ranks at every step's reduction)."""
+    engine = Engine(config_from_args(argparse.Namespace(**{**vars(args), "device": place.device.type,
+                                                          "devices": ()})))
+    report = engine.bench(args.task, device=place.device.type, size=args.size, **settings)
+    if place.rank == 0:
+        print(json.dumps({**report, "devices": list(args.devices)}, indent=2))
+
+
+def cmd_split_bench(args: argparse.Namespace, settings: dict[str, Any]) -> None:
+    distributed.check_task(args.task)
+    devices = distributed.check_devices(args.devices)
+    cli = importlib.import_module("engine.__main__")  # see cmd_split_task
+    distributed.launch(devices, cli.split_bench, (args, settings), cli.explain)
+
+
 def cmd_split_task(args: argparse.Namespace) -> None:
     """A task given several --devices: one spawned worker per device (see engine.distributed)."""
     distributed.check_task(args.task)
@@ -259,7 +276,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "bench":
             settings = {name: getattr(args, name) for name in ("frames", "steps") if getattr(args, name) is not None}
             settings.update(args.settings)
-            print(json.dumps(engine.bench(args.task, device=args.device, size=args.size, **settings), indent=2))
+            if len(args.devices) > 1:
+                cmd_split_bench(args, settings)
+            else:
+                print(json.dumps(engine.bench(args.task, device=args.device, size=args.size, **settings), indent=2))
         elif args.command == "watermark":
             return cmd_watermark(engine, args.files)
         elif distributed.torchrun_world() > 1:

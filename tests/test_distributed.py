@@ -197,3 +197,9 @@ def test_cli_refuses_devices_it_cannot_use(capsys: pytest.CaptureFixture, clip: 
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and err.startswith("error: ")
     assert not (tmp_path / "no").exists()
+
+
+def test_bench_devices_reports_once_from_rank_0(capfd: pytest.CaptureFixture):
+    assert main(["bench", "pose", "--size", "tiny", "--frames", "20", "--steps", "1", "--devices", "cpu,cpu"]) == 0
+    report = json.loads(capfd.readouterr().out)
+    assert report["devices"] == ["cpu", "cpu"] and report["results"]["windows"] == 3 and "s_per_step" in report["results"]

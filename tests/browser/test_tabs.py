@@ -130,6 +130,7 @@ def test_face_example_runs_and_shows_the_result(page: Page) -> None:
     open_tab(page, "Talking faces", "face")
     load_example(page, "face")
     expect_picture(page, "Portrait")
+    expect(page.get_by_role("tab", name="Landmarks", exact=True)).to_have_attribute("aria-selected", "true")
     set_number(page, "Steps", 1)
     open_advanced(page)
     set_number(page, "Size", 64)
@@ -145,3 +146,5 @@ def test_fourd_example_runs_and_shows_the_result(page: Page) -> None:
     set_number(page, "Size", 64)
     page.locator("#fourd-run").click()
     expect_result_video(page, "fourd")
+    page.get_by_role("tab", name="Viewer", exact=True).click()  # the other results arrived under their tabs
+    expect(page.locator(".block:has([data-testid=block-label]:has-text('Viewer')):visible img").first).to_be_visible()

@@ -191,8 +191,8 @@ def launch(devices: Sequence[torch.device], target: Callable[..., None], args: t
                 worker.join()
                 if worker.exitcode:
                     index = workers.index(worker)
-                    raise WorkerFailed(*_first_failure(reports, (1, f"the worker on {devices[index]} ended with "
-                                                                     f"exit code {worker.exitcode}")))
+                    died = f"the worker on {devices[index]} ended with exit code {worker.exitcode}"
+                    raise WorkerFailed(*_first_failure(reports, (1, died)))
     finally:
         _stop(workers)
 

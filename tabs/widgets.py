@@ -306,23 +306,32 @@ def add_examples(engine: Engine, task: str, components: dict[str, Component], la
 
 def _offer_published(engine: Engine, task: str, shown: Any, dataset: Callable[[list[Any]], gr.Dataset]) -> None:
     """A small button that downloads the task's published demo inputs (a checkpoint of their own, never fetched
-    just because the tab opened) with progress, then lists them among the examples. Absent offline or once cached."""
-    missing = [name for name in published.published_checkpoints(task) if not engine.hub.status(name).cached]
-    if not missing or engine.hub.offline:
+    just because the tab opened) with progress, then lists them among the examples. Absent offline or when cached
+    at launch; a page opened after they arrived lists them at once."""
+    def missing() -> list[str]:
+        return [name for name in published.published_checkpoints(task) if not engine.hub.status(name).cached]
+
+    wanted = missing()
+    if not wanted or engine.hub.offline:
         return
-    size = human_size(sum(engine.hub.spec(name).size_mb for name in missing) * 2**20)
+    size = human_size(sum(engine.hub.spec(name).size_mb for name in wanted) * 2**20)
     fetch_button = gr.Button(f"Get the published examples ({size})", size="sm", elem_id=f"{task}-get-examples")
 
     def fetch(progress: gr.Progress = gr.Progress()) -> tuple[gr.Dataset, Any]:
+        names = missing()
         try:
-            for i, name in enumerate(missing):
-                engine.checkpoint(name, lambda f, m, i=i: progress((i + f) / len(missing), desc=m), task)
+            for i, name in enumerate(names):
+                engine.checkpoint(name, lambda f, m, i=i: progress((i + f) / len(names), desc=m), task)
         except AnimateError as exc:
             log.warning("%s examples: %s", task, console_line(exc))
             raise gr.Error(user_message(exc), print_exception=False) from exc
         return dataset(engine.examples(task)), gr.update(visible=False)
 
+    def listed() -> tuple[gr.Dataset, Any]:
+        return dataset(engine.examples(task)), gr.update(visible=bool(missing()))
+
     fetch_button.click(fetch, None, [shown.dataset, fetch_button], api_visibility="private")
+    Context.root_block.load(listed, None, [shown.dataset, fetch_button], api_visibility="private", queue=False)
 
 
 def _sorted(components: dict[str, Component], order: dict[str, Any]) -> dict[str, Component]:

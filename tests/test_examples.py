@@ -110,7 +110,10 @@ def test_get_the_published_examples_fetches_them_on_purpose_then_lists_them(tiny
     assert fetched == ["magicanimate_examples"] and hidden["visible"] is False
     labels = listed.sample_labels
     assert labels[0] == "Drawn person, procedural DensePose dance" and sum("MagicAnimate" in x for x in labels) == 3
-    assert "pose-get-examples" not in elem_ids(build_app(engine))  # cached now: no button
+    opened = next(fn for fn in demo.fns.values() if fn.fn.__name__ == "listed")  # a page opened afterwards
+    listed_then, button_then = opened.fn()
+    assert listed_then.sample_labels == labels and button_then["visible"] is False
+    assert "pose-get-examples" not in elem_ids(build_app(engine))  # cached at launch: no button
 
 
 def elem_ids(demo: gr.Blocks) -> dict[str, gr.components.Component]:

@@ -53,6 +53,29 @@ def test_without_a_process_group_nothing_changes():
     assert total.tolist() == [1.0, 1.0, 1.0] and distributed.agree(7) == 7
 
 
+def test_face_ranks_keep_the_scheduler_in_step_also_without_a_window(monkeypatch: pytest.MonkeyPatch):
+    """A 20-frame clip is one window: rank 1 of 2 steps nothing, yet its scheduler moves on as rank 0's does."""
+    from diffusers import EulerDiscreteScheduler
+
+    from engine.pipelines.face.windows import periodic_windows, step_windows
+    from engine.pipelines.motion.tiny import SVD_SCHEDULER
+
+    monkeypatch.setattr(distributed, "is_split", lambda: True)
+    monkeypatch.setattr(distributed.dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(distributed.dist, "all_reduce", lambda tensor, op: None)  # each rank's own sums
+    latents = torch.randn(1, 20, 4, 2, 2, generator=torch.Generator().manual_seed(0))
+    indices = []
+    for place in (0, 1):
+        monkeypatch.setattr(distributed.dist, "get_rank", lambda place=place: place)
+        scheduler = EulerDiscreteScheduler.from_config(SVD_SCHEDULER)
+        scheduler.set_timesteps(3)
+        for t in scheduler.timesteps[:2]:
+            stepped = step_windows(scheduler, latents, t, periodic_windows(20), lambda part, t, w: torch.ones_like(part))
+        indices.append(scheduler.step_index)
+        assert bool((stepped == 0).all()) == (place == 1)  # rank 1 contributes nothing to the sums
+    assert indices == [2, 2]
+
+
 # ------------------------------------------------------------------------------------------------ numerics
 def _pose_inputs() -> dict:
     from engine.pipelines.pose.palette import viridis

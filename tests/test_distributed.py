@@ -65,12 +65,15 @@ def test_face_ranks_keep_the_scheduler_in_step_also_without_a_window(monkeypatch
     monkeypatch.setattr(distributed.dist, "all_reduce", lambda tensor, op: None)  # each rank's own sums
     latents = torch.randn(1, 20, 4, 2, 2, generator=torch.Generator().manual_seed(0))
     indices = []
+    def ones(part, t, window):
+        return torch.ones_like(part)
+
     for place in (0, 1):
         monkeypatch.setattr(distributed.dist, "get_rank", lambda place=place: place)
         scheduler = EulerDiscreteScheduler.from_config(SVD_SCHEDULER)
         scheduler.set_timesteps(3)
         for t in scheduler.timesteps[:2]:
-            stepped = step_windows(scheduler, latents, t, periodic_windows(20), lambda part, t, w: torch.ones_like(part))
+            stepped = step_windows(scheduler, latents, t, periodic_windows(20), ones)
         indices.append(scheduler.step_index)
         assert bool((stepped == 0).all()) == (place == 1)  # rank 1 contributes nothing to the sums
     assert indices == [2, 2]

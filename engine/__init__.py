@@ -144,9 +144,15 @@ class Engine:
                 })
         return rows
 
-    def download(self, task: str, progress: Progress = no_progress) -> dict[str, Path]:
-        """Fetch every checkpoint of a task ahead of time."""
-        names = self.task(task).all_checkpoints
+    def example_checkpoints(self, task: str) -> list[str]:
+        """The checkpoints that hold a task's published demo inputs (offered as examples once cached)."""
+        from engine import examples
+
+        return examples.published_checkpoints(self.task(task).name)
+
+    def download(self, task: str, progress: Progress = no_progress, examples: bool = False) -> dict[str, Path]:
+        """Fetch every checkpoint of a task ahead of time (with `examples`, its published demo inputs too)."""
+        names = [*self.task(task).all_checkpoints, *(self.example_checkpoints(task) if examples else [])]
         paths = {}
         for i, name in enumerate(names):
             def scaled(fraction: float, message: str, i: int = i) -> None:

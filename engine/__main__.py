@@ -18,8 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from engine import Engine, distributed, user_message
-from engine.errors import CheckpointError, InputError, JobCancelled, ResourceError
+from engine import Engine, batch, distributed, user_message
+from engine.errors import InputError, exit_code_of
 from engine.hub import human_size
 from engine.jobs import pick_seed, stop_on_sigterm
 from engine.limits import applied
@@ -27,7 +27,6 @@ from engine.outputs import sweep_staging
 from engine.settings import add_engine_arguments, config_from_args
 from engine.tasks import Option, TaskSpec, discover_tasks
 
-EXIT_CODES = ((InputError, 2), (CheckpointError, 3), (ResourceError, 4), (JobCancelled, 130))
 
 
 def _add_option(parser: argparse.ArgumentParser, option: Option) -> None:
@@ -64,6 +63,8 @@ def build_parser(tasks: dict[str, TaskSpec]) -> argparse.ArgumentParser:
     download = sub.add_parser("download", help="fetch a task's checkpoints ahead of time", parents=[common])
     download.add_argument("task", choices=sorted(tasks))
     download.add_argument("--dry-run", action="store_true", help="print what would download and how much; fetch nothing")
+    download.add_argument("--examples", action="store_true",
+                          help="also fetch the models' published demo inputs the tab offers as examples (if any)")
     bench = sub.add_parser("bench", help="time a task's full-size models with random weights (no download)",
                            parents=[common])
     bench.add_argument("task", choices=sorted(tasks))
@@ -77,6 +78,7 @@ def build_parser(tasks: dict[str, TaskSpec]) -> argparse.ArgumentParser:
     check = sub.add_parser("watermark", help="say whether pictures or videos carry the invisible watermark of SV3D "
                                              "outputs (a video: a few frames)", parents=[common])
     check.add_argument("files", nargs="+", type=Path, metavar="FILE", help="PNG, JPEG, WebP, BMP, or a video")
+    batch.add_parser(sub, common)
     for spec in tasks.values():
         _add_task_parser(sub, spec, common)
     return parser
@@ -144,11 +146,12 @@ def cmd_list(engine: Engine, as_json: bool) -> None:
                 print(f"  {'':<12} {r['path']}")
 
 
-def cmd_download(engine: Engine, task: str, dry_run: bool) -> None:
+def cmd_download(engine: Engine, task: str, dry_run: bool, examples: bool = False) -> None:
     spec = engine.task(task)
+    names = [*spec.all_checkpoints, *(engine.example_checkpoints(task) if examples else [])]
     if dry_run:
         total = 0
-        for name in spec.all_checkpoints:
+        for name in names:
             ck = engine.hub.spec(name)
             status = engine.hub.status(name)
             if status.cached:
@@ -163,7 +166,7 @@ def cmd_download(engine: Engine, task: str, dry_run: bool) -> None:
         return
     progress, close = _cli_progress()
     try:
-        paths = engine.download(task, progress)
+        paths = engine.download(task, progress, examples=examples)
     finally:
         close()
     for name, path in paths.items():
@@ -183,7 +186,7 @@ def cmd_watermark(engine: Engine, files: Sequence[Path]) -> int:
             except InputError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 unreadable += 1
-    return next(code for kind, code in EXIT_CODES if kind is InputError) if unreadable else 0
+    return exit_code_of(InputError) if unreadable else 0
 
 
 def cmd_task(engine: Engine, spec: TaskSpec, args: argparse.Namespace, report: bool = True) -> None:
@@ -229,7 +232,7 @@ def explain(exc: BaseException) -> tuple[int, str]:
     """-> (exit code, one-line message) for any failure, as the CLI reports it."""
     if isinstance(exc, KeyboardInterrupt):
         return 130, "interrupted"
-    return next((code for kind, code in EXIT_CODES if isinstance(exc, kind)), 1), user_message(exc)
+    return exit_code_of(type(exc)), user_message(exc)
 
 
 def split_bench(place: distributed.Rank, args: argparse.Namespace, settings: dict[str, Any]) -> None:
@@ -268,11 +271,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.settings += _bench_flags(parser, extra)
     stop_on_sigterm()
     try:
+        if args.command == "batch":
+            return batch.run_command(args)
         engine = Engine(config_from_args(args))
         if args.command == "list":
             cmd_list(engine, args.json)
         elif args.command == "download":
-            cmd_download(engine, args.task, args.dry_run)
+            cmd_download(engine, args.task, args.dry_run, args.examples)
         elif args.command == "bench":
             settings = {name: getattr(args, name) for name in ("frames", "steps") if getattr(args, name) is not None}
             settings.update(args.settings)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence, TextIO
 
 from engine import Engine, EngineConfig, TaskSpec, user_message
-from engine.errors import InputError, JobCancelled
+from engine.errors import InputError, JobCancelled, exit_code_of
 from engine.jobs import describe_file
 from engine.outputs import sweep_staging
 from engine.pipelines.base import CancelToken, Progress
@@ -40,8 +40,8 @@ SETTINGS_KEYS = {"created", "outputs", "checkpoints", "device", "dtype", "versio
                  "details", "estimate", "folder"}
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 SUMMARY_FILES = ("summary.json", "summary.csv")
-INPUT_ERROR_EXIT = 2  # engine.__main__.EXIT_CODES: bad input
-INTERRUPTED_EXIT = 130
+INPUT_ERROR_EXIT = exit_code_of(InputError)
+INTERRUPTED_EXIT = exit_code_of(JobCancelled)
 OK_STATUSES = ("ok", "skipped")
 
 

@@ -24,3 +24,12 @@ class JobCancelled(AnimateError):
 class PreviewUnavailable(AnimateError):
     """A preview cannot be shown now (nothing to preview yet, models not downloaded, the GPU busy): a note, not a
     failure."""
+
+
+EXIT_CODES = ((InputError, 2), (CheckpointError, 3), (ResourceError, 4), (JobCancelled, 130))
+"""The command line's exit code for each kind of failure (anything else: 1)."""
+
+
+def exit_code_of(kind: type[BaseException]) -> int:
+    """The exit code for a failure of this kind."""
+    return next((code for known, code in EXIT_CODES if issubclass(kind, known)), 1)

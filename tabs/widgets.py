@@ -20,7 +20,6 @@ from PIL import UnidentifiedImageError
 
 from engine import (CancelToken, Engine, JobCancelled, JobResult, Option, RemainingTime, TaskSpec, human_size, media,
                     user_message)
-from engine import examples as published
 from engine.errors import AnimateError
 from tabs import zerogpu
 
@@ -309,7 +308,7 @@ def _offer_published(engine: Engine, task: str, shown: Any, dataset: Callable[[l
     just because the tab opened) with progress, then lists them among the examples. Absent offline or when cached
     at launch; a page opened after they arrived lists them at once."""
     def missing() -> list[str]:
-        return [name for name in published.published_checkpoints(task) if not engine.hub.status(name).cached]
+        return [name for name in engine.example_checkpoints(task) if not engine.hub.status(name).cached]
 
     wanted = missing()
     if not wanted or engine.hub.offline:

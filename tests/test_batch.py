@@ -17,8 +17,8 @@ import pytest
 
 from engine import Engine, EngineConfig, batch, media
 from engine.errors import InputError
-from engine.settings import add_engine_arguments
-from engine.tasks import Input, Option, TaskSpec
+from engine.__main__ import build_parser, main
+from engine.tasks import Input, Option, TaskSpec, discover_tasks
 from tests.tolerance import assert_relative_close
 
 ECHO = TaskSpec(  # the fake task of tests/fake_tasks/echo: upper-cases a text file, adds a seeded random number
@@ -210,12 +210,8 @@ def test_ray_missing_is_an_input_error_naming_the_install(monkeypatch: pytest.Mo
 
 # ------------------------------------------------------------------------------------------- a real task, CLI, Ray
 def cli_args(*argv: str) -> argparse.Namespace:
-    """The arguments as `python -m engine batch ...` parses them (engine/__main__.py adds the same subcommand)."""
-    parser = argparse.ArgumentParser()
-    common = argparse.ArgumentParser(add_help=False)
-    add_engine_arguments(common)
-    batch.add_parser(parser.add_subparsers(dest="command"), common)
-    return parser.parse_args(["batch", *argv])
+    """The arguments as `python -m engine batch ...` parses them."""
+    return build_parser(discover_tasks()).parse_args(["batch", *argv])
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +236,8 @@ def test_dance_jobs_through_the_command(tiny_hub: Path, dance_jobs: Path, tmp_pa
     frames = dance_frames(tmp_path / "out" / "two-views")
     assert len(frames) == 2 and frames[0].shape[-1] == 4
     assert "working_size must be one of" in capsys.readouterr().out
-    assert batch.run_command(args, batch.Reporter(io.StringIO())) == 2  # resumed: nothing to run
+    argv = ["batch", str(dance_jobs), "--out", str(tmp_path / "out"), "--cache-dir", str(tiny_hub), "--offline"]
+    assert main(argv) == 2  # the command itself, resumed: nothing to run
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["counts"] == {"skipped": 1, "invalid": 1}
 
 

@@ -99,3 +99,11 @@ def test_unknown_flags_are_refused_outside_bench(capsys) -> None:
     with pytest.raises(SystemExit) as stop:
         cli(capsys, "list", "--sheets", "1")
     assert stop.value.code == 2 and "unrecognized arguments: --sheets 1" in capsys.readouterr().err
+
+
+def test_download_examples_adds_the_published_demo_inputs(capsys, tiny_hub: Path) -> None:
+    """The tiny cache holds pose's checkpoints but not MagicAnimate's demo inputs: only --examples asks for them."""
+    code, out, _ = cli(capsys, "download", "pose", "--dry-run", "--cache-dir", str(tiny_hub), "--offline")
+    assert code == 0 and "magicanimate_examples" not in out
+    code, _, err = cli(capsys, "download", "pose", "--examples", "--dry-run", "--cache-dir", str(tiny_hub), "--offline")
+    assert code == 3 and "zcxu-eric/magicanimate" in err and err.count("\n") == 1

@@ -245,16 +245,16 @@ def split_bench(place: distributed.Rank, args: argparse.Namespace, settings: dic
         print(json.dumps({**report, "devices": list(args.devices)}, indent=2))
 
 
-def cmd_split_bench(args: argparse.Namespace, settings: dict[str, Any]) -> None:
-    distributed.check_task(args.task)
+def cmd_split_bench(engine: Engine, args: argparse.Namespace, settings: dict[str, Any]) -> None:
+    distributed.check_task(engine.tasks, args.task)
     devices = distributed.check_devices(args.devices)
     cli = importlib.import_module("engine.__main__")  # see cmd_split_task
     distributed.launch(devices, cli.split_bench, (args, settings), cli.explain)
 
 
-def cmd_split_task(args: argparse.Namespace) -> None:
+def cmd_split_task(engine: Engine, args: argparse.Namespace) -> None:
     """A task given several --devices: one spawned worker per device (see engine.distributed)."""
-    distributed.check_task(args.task)
+    distributed.check_task(engine.tasks, args.task)
     devices = distributed.check_devices(args.devices)
     # Workers unpickle the functions by module name; under `python -m engine` this module is `__main__`, which a
     # spawned worker does not re-run for a package, so they are handed over as attributes of engine.__main__.
@@ -282,19 +282,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = {name: getattr(args, name) for name in ("frames", "steps") if getattr(args, name) is not None}
             settings.update(args.settings)
             if len(args.devices) > 1:
-                cmd_split_bench(args, settings)
+                cmd_split_bench(engine, args, settings)
             else:
                 print(json.dumps(engine.bench(args.task, device=args.device, size=args.size, **settings), indent=2))
         elif args.command == "watermark":
             return cmd_watermark(engine, args.files)
         elif distributed.torchrun_world() > 1:
-            distributed.check_task(args.task)
+            distributed.check_task(engine.tasks, args.task)
             try:
                 split_task(distributed.from_torchrun(args.devices, args.device), args)
             finally:
                 distributed.close_group()
         elif len(args.devices) > 1:
-            cmd_split_task(args)
+            cmd_split_task(engine, args)
         else:
             if args.devices:  # one device named with --devices, e.g. cuda:1
                 args.device = distributed.engine_device(distributed.check_devices(args.devices)[0])

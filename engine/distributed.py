@@ -24,16 +24,16 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from multiprocessing.connection import wait
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from engine.errors import InputError
+from engine.tasks import TaskSpec
 
 T = TypeVar("T")
-WINDOWED_TASKS = frozenset({"pose", "face"})  # tasks whose denoising steps are sums over windows
 GROUP_TIMEOUT = timedelta(hours=1)  # a rank waits this long for the others (a full-size CPU window takes minutes)
 STOP_GRACE_S = 3.0  # after SIGTERM, a worker stuck in a collective (deaf to signals) is killed after this long
 
@@ -116,10 +116,12 @@ def check_devices(names: Sequence[str]) -> list[torch.device]:
     return devices
 
 
-def check_task(task: str) -> None:
-    if task not in WINDOWED_TASKS:
-        raise InputError(f"The {task} task cannot divide one job among several devices (only "
-                         f"{' and '.join(sorted(WINDOWED_TASKS))} denoise in windows); give it one device.")
+def check_task(tasks: Mapping[str, TaskSpec], task: str) -> None:
+    """InputError unless the task denoises in windows (TaskSpec.splits_windows): only then can a job be divided."""
+    if not tasks[task].splits_windows:
+        able = " and ".join(name for name, spec in tasks.items() if spec.splits_windows)
+        raise InputError(f"The {task} task cannot divide one job among several devices (only {able} denoise in "
+                         f"windows); give it one device.")
 
 
 def engine_device(device: torch.device) -> str:

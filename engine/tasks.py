@@ -161,6 +161,8 @@ class TaskSpec:
     # The optional checkpoints a run needs, chosen from its parsed options (say, the model a user picked); None: none.
     option_checkpoints: Callable[[Options], tuple[str, ...]] | None = None
     package: str = ""  # where the role modules live; default engine.pipelines.<name> (tests point elsewhere)
+    # Its denoising steps are sums over windows, so one job may be divided among devices (engine.distributed).
+    splits_windows: bool = False
 
     @property
     def all_checkpoints(self) -> tuple[str, ...]:

@@ -4,6 +4,7 @@ from engine.tasks import Input, Option, TaskSpec
 
 SPEC = TaskSpec(
     name="face",
+    splits_windows=True,
     order=30,
     title="Talking faces (MOFA-Video)",
     description="A portrait + a driving face video, speech audio, or a landmarks file -> the portrait performing the "

@@ -4,6 +4,7 @@ from engine.tasks import Input, Option, TaskSpec
 
 SPEC = TaskSpec(
     name="pose",
+    splits_windows=True,
     order=10,
     title="Pose animation (MagicAnimate)",
     description="A reference photo of a person + a motion video (a DensePose video, or any video of a person: its "

@@ -26,8 +26,9 @@ ROLES = ("spec", "job", "pipeline", "bench", "tiny")
 MAX_SEED = 2**32 - 1  # numpy's seed range; torch takes it too
 # Task modules import diffusers/transformers on first use, often from two Gradio worker threads at once (a run and a
 # preview); their lazy top-level modules are not thread-safe on first import ("cannot import name ... from
-# 'diffusers'", seen once in the browser tests), so the first import of a role happens under one lock.
-_IMPORT_LOCK = threading.RLock()
+# 'diffusers'", seen once in the browser tests), so the first import of a role happens under one lock, and so do
+# the imports a loader makes inside a function (two jobs on two devices load the same networks at once).
+IMPORT_LOCK = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,7 @@ class TaskSpec:
     def module(self, role: str) -> ModuleType:
         if role not in ROLES:
             raise ValueError(f"unknown task role {role!r}; roles are {ROLES}")
-        with _IMPORT_LOCK:
+        with IMPORT_LOCK:
             return importlib.import_module(f"{self.package or TASKS_PACKAGE + '.' + self.name}.{role}")
 
     @property

@@ -17,6 +17,7 @@ from torch import nn
 
 from engine.errors import CheckpointError
 from engine.runtime import ModelCache, NetworkKey, cached_network
+from engine.tasks import IMPORT_LOCK
 
 M = TypeVar("M", bound=nn.Module)
 DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
@@ -144,14 +145,16 @@ def load_diffusers_model(cls: Any, folder: Path, device: Any, dtype: torch.dtype
 
 def load_clip_vision(folder: Path, device: Any, dtype: torch.dtype, networks: ModelCache | None = None) -> nn.Module:
     """CLIPVisionModelWithProjection from a transformers folder, strictly."""
-    from transformers import CLIPVisionModelWithProjection
+    with IMPORT_LOCK:
+        from transformers import CLIPVisionModelWithProjection
 
     return cached_network(networks, NetworkKey.of(folder, CLIPVisionModelWithProjection, device, dtype),
                           lambda: _build_clip_vision(folder, device, dtype))
 
 
 def _build_clip_vision(folder: Path, device: Any, dtype: torch.dtype) -> nn.Module:
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+    with IMPORT_LOCK:
+        from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     config = CLIPVisionConfig.from_dict(read_json(folder / "config.json"))
     model = CLIPVisionModelWithProjection(config)  # not on meta: it has non-persistent buffers the file lacks

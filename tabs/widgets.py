@@ -31,6 +31,7 @@ _CONTROLS: "weakref.WeakKeyDictionary[gr.Blocks, dict[str, dict[str, Component]]
 
 # A task tab's two columns: inputs and settings (four settings to a row) a little wider than the results.
 INPUTS_SCALE, OUTPUTS_SCALE = 6, 5
+MAX_SLIDER_SPAN = 100_000  # a wider range (a seed's 2**32) is a number field: no slider can be dragged through it
 OPTION_CLASS = "option"  # the CSS in tabs/__init__.py shows such a control's help on one line, all of it on hover
 
 
@@ -40,12 +41,13 @@ def option_control(option: Option) -> Component:
         return gr.Checkbox(value=option.default, label=label, info=info, **shown)
     if option.choices:
         return gr.Dropdown(choices=list(option.choices), value=option.default, label=label, info=info, **shown)
-    if option.kind in ("int", "float") and option.minimum is not None and option.maximum is not None:
+    bounded = option.minimum is not None and option.maximum is not None
+    if option.kind in ("int", "float") and bounded and option.maximum - option.minimum <= MAX_SLIDER_SPAN:
         return gr.Slider(option.minimum, option.maximum, value=option.default, label=label, info=info,
                          step=option.step or (1 if option.kind == "int" else None), **shown)
-    if option.kind in ("int", "float"):
+    if option.kind in ("int", "float"):  # unbounded, or too wide a range to drag through (a seed)
         return gr.Number(value=option.default, label=label, info=info, precision=0 if option.kind == "int" else None,
-                         **shown)
+                         minimum=option.minimum, maximum=option.maximum, **shown)
     return gr.Textbox(value=option.default, label=label, info=info, **shown)
 
 

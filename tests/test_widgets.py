@@ -129,3 +129,14 @@ def test_each_run_shows_its_progress_once_on_the_main_result_and_results_under_t
         assert fn.show_progress_on == [blocks[f"{task}-result"]], task
     orbit_tabs = blocks["fourd-result"].parent.parent
     assert isinstance(orbit_tabs, gr.Tabs) and orbit_tabs.selected == blocks["fourd-result"].parent.id == "orbit"
+
+
+def test_a_seed_is_a_bounded_number_field_and_a_short_range_a_slider() -> None:
+    from engine.tasks import Option
+    from tabs.widgets import option_control
+
+    with gr.Blocks():
+        seed = option_control(Option.seed(42))
+        steps = option_control(Option("steps", "int", 25, "denoising steps", minimum=1, maximum=100))
+    assert isinstance(seed, gr.Number) and (seed.minimum, seed.maximum, seed.value) == (-1, 2**32 - 1, 42)
+    assert isinstance(steps, gr.Slider)

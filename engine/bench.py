@@ -58,6 +58,17 @@ class Harness:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
+    def stamper(self) -> tuple[list[tuple[str, float]], Callable[[float, str], None]]:
+        """A progress callback that notes (message, time) once the device has finished the work before it, and the
+        list it fills: the stages of a pipeline timed through its own progress reports."""
+        stamps: list[tuple[str, float]] = []
+
+        def stamp(fraction: float, message: str) -> None:
+            self.synchronize()
+            stamps.append((message, time.perf_counter()))
+
+        return stamps, stamp
+
     def reset_peak(self) -> None:
         """Start the peak memory count afresh (after building and warming up). The process's peak resident memory
         cannot be reset, so on other devices this does nothing."""

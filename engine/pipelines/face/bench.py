@@ -61,12 +61,7 @@ def bench_speech(harness: Harness, size: str, seconds: float) -> Measurements:
     transform[2, 3] = -40  # the face 40 cm before the camera
     geometry = FaceGeometry(np.random.default_rng(1).normal(0, 4, (468, 3)), transform)
     portrait = np.full((478, 2), 256.0)
-    stamps: list[tuple[str, float]] = []
-
-    def stamp(fraction: float, message: str) -> None:
-        harness.synchronize()
-        stamps.append((message, time.perf_counter()))
-
+    stamps, stamp = harness.stamper()
     harness.reset_peak()
     with harness.timer("audio_to_landmarks"):
         start = time.perf_counter()

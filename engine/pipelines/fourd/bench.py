@@ -8,7 +8,6 @@ tiny pictures; a GPU takes the defaults."""
 from __future__ import annotations
 
 import contextlib
-import time
 from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
@@ -19,7 +18,7 @@ from engine.bench import Harness, Measurements
 from engine.tasks import Options
 
 from .clip import OpenCLIPImageEmbedder
-from .config import SV3D_MODELS, FourDConfig, built_in_config, parse_config, parse_model_config
+from .config import SV3D_MODELS, FourDConfig, built_in_config, parse_config
 from .pipeline import FourDPipeline, Networks
 from .sampler import windows
 from .sv3d_config import SV3DConfig
@@ -68,12 +67,7 @@ def bench(harness: Harness, size: str, model: str, steps: int, resolution: int, 
         return bench_sv3d(harness, size, model, steps, resolution, decode_chunk)
     if model == "sv4d":
         return bench_sv4d(harness, size, steps, resolution, encode_chunk, decode_chunk)
-    if size == "full":
-        config = built_in_config(model)
-    else:
-        from .tiny import tiny_config_data  # test sizes (no tiny writer code runs in production)
-
-        config = parse_model_config(tiny_config_data(model), source=f"tiny {model}")
+    config = _config(model, size)
     resolution = resolution or (576 if size == "full" else 64)
     with harness.timer("build"):
         nets = random_networks(harness, config)
@@ -84,14 +78,13 @@ def bench(harness: Harness, size: str, model: str, steps: int, resolution: int, 
     frames = (np.random.RandomState(0).rand(21, resolution, resolution, 3) * 255).astype(np.uint8)
     options = Options({"model": model, "elevation": 0.0, "steps": steps, "seed": 23, "size": resolution,
                        "encode_chunk": encode_chunk, "decode_chunk": decode_chunk})
-    stamps: list[tuple[str, float]] = []
+    stamps, record = harness.stamper()
 
     class Enough(Exception):
         pass
 
     def stamp(fraction: float, message: str) -> None:
-        harness.synchronize()
-        stamps.append((message, time.perf_counter()))
+        record(fraction, message)
         if message.startswith(f"Window {count + 1}/"):
             raise Enough
 
@@ -124,12 +117,7 @@ def random_sv3d_networks(harness: Harness, config: SV3DConfig) -> SV3DNetworks:
 def bench_sv3d(harness: Harness, size: str, model: str, steps: int, resolution: int, decode_chunk: int
                ) -> Measurements:
     """Build, then one 21-view sample of `steps` steps: s/step, conditioning and decoding times, peak memory."""
-    if size == "full":
-        config = built_in_config(model)
-    else:
-        from .tiny import tiny_config_data
-
-        config = parse_config(tiny_config_data(model), model, source=f"tiny {model}")
+    config = _config(model, size)
     resolution = resolution or (576 if size == "full" else 64)
     with harness.timer("build"):
         nets = random_sv3d_networks(harness, config)
@@ -138,11 +126,7 @@ def bench_sv3d(harness: Harness, size: str, model: str, steps: int, resolution: 
     image = (np.random.RandomState(0).rand(resolution, resolution, 3) * 255).astype(np.uint8)
     options = Options({"model": model, "elevation": 10.0, "elevations": "", "azimuths": "", "steps": steps,
                        "seed": 23, "size": resolution, "decode_chunk": decode_chunk})
-    stamps: list[tuple[str, float]] = []
-
-    def stamp(fraction: float, message: str) -> None:
-        harness.synchronize()
-        stamps.append((message, time.perf_counter()))
+    stamps, stamp = harness.stamper()
 
     harness.reset_peak()
     with harness.timer("sample"):
@@ -159,6 +143,7 @@ def bench_sv3d(harness: Harness, size: str, model: str, steps: int, resolution: 
 
 
 def _config(model: str, size: str) -> Any:
+    """The published config (full) or the test-size one (tiny: no tiny writer code runs in production)."""
     if size == "full":
         return built_in_config(model)
     from .tiny import tiny_config_data
@@ -182,11 +167,7 @@ def bench_sv4d(harness: Harness, size: str, steps: int, resolution: int, encode_
     frames = (np.random.RandomState(0).rand(21, resolution, resolution, 3) * 255).astype(np.uint8)
     options = Options({"model": "sv4d", "elevation": 10.0, "steps": steps, "seed": 23, "size": resolution,
                        "encode_chunk": encode_chunk, "decode_chunk": decode_chunk})
-    stamps: list[tuple[str, float]] = []
-
-    def stamp(fraction: float, message: str) -> None:
-        harness.synchronize()
-        stamps.append((message, time.perf_counter()))
+    stamps, stamp = harness.stamper()
 
     harness.reset_peak()
     with harness.timer("video"):

@@ -9,12 +9,13 @@ are ignored, so a copy of an original config loads as it is. The published confi
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import yaml
 
@@ -144,14 +145,45 @@ def parse_config(data: Any, model: str, source: str = "config") -> Any:
     return parse_model_config(data, source)
 
 
-def parse_model_config(data: Any, source: str = "config") -> FourDConfig:
+def resolved(data: Any, source: str) -> dict[str, Any]:
+    """A parsed YAML of the original format with its `${NAME}` references resolved (InputError if not a mapping)."""
     if not isinstance(data, dict):
         raise InputError(f"The model config {source} is not a YAML mapping.")
-    data = interpolate(data, {k: v for k, v in data.items() if not isinstance(v, (dict, list))}, source)
+    return interpolate(data, {k: v for k, v in data.items() if not isinstance(v, (dict, list))}, source)
+
+
+def model_params(data: Mapping[str, Any]) -> tuple[Mapping[str, Any], dict[str, Any]]:
+    """(model.params, the conditioner's embedder params by their input_key) of an original-format config."""
+    params = data["model"]["params"]
+    return params, {e["input_key"]: e.get("params", {}) for e in params["conditioner_config"]["params"]["emb_models"]}
+
+
+@contextlib.contextmanager
+def original_format(source: str, family: str) -> Iterator[None]:
+    """A missing key or wrong value met while reading an original-format config -> an InputError naming it."""
     try:
-        params = data["model"]["params"]
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InputError(f"The model config {source} is missing or has a wrong value for {exc}; it must follow the "
+                         f"original {family} format (model.params.network_config.params, conditioner_config, "
+                         "first_stage_config).") from None
+
+
+def shared_problems(unet: UNetLayout, clip_embed_dim: int) -> list[str]:
+    """The invariants every SV3D/SV4D UNet relies on (each config's _check adds its own)."""
+    problems = []
+    if unet.context_dim != clip_embed_dim:
+        problems.append(f"context_dim {unet.context_dim} must equal the CLIP embed_dim {clip_embed_dim}")
+    if unet.model_channels % 32 or any(unet.model_channels * m % unet.num_head_channels for m in unet.channel_mult):
+        problems.append("model_channels must be a multiple of 32 and every level's width of num_head_channels")
+    return problems
+
+
+def parse_model_config(data: Any, source: str = "config") -> FourDConfig:
+    data = resolved(data, source)
+    with original_format(source, "SV4D"):
+        params, embedders = model_params(data)
         network = params["network_config"]["params"]
-        embedders = {e["input_key"]: e.get("params", {}) for e in params["conditioner_config"]["params"]["emb_models"]}
         decoder = params["first_stage_config"]["params"]["decoder_config"]["params"]
         clip_params = embedders["cond_frames_without_noise"]
         frames = embedders["cond_frames"]
@@ -169,10 +201,6 @@ def parse_model_config(data: Any, source: str = "config") -> FourDConfig:
             encoder=vae_config(encoder["ddconfig"], int(encoder.get("embed_dim", 4))),
             decoder=vae_config(decoder, int(decoder.get("z_channels", 4))),
             source=source)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise InputError(f"The model config {source} is missing or has a wrong value for {exc}; it must follow the "
-                         "original's format (model.params.network_config.params, conditioner_config, "
-                         "first_stage_config).") from None
     _check(config, source)
     return config
 
@@ -253,18 +281,14 @@ def _check(config: FourDConfig, source: str) -> None:
     """Invariants the networks rely on, as clear errors instead of shape mismatches deep inside."""
     unet = config.unet
     vector = config.sigma_dim + config.polar_dim + config.azimuth_dim
-    problems = []
+    problems = shared_problems(unet, config.clip.embed_dim)
     if unet.adm_in_channels != vector:
         problems.append(f"adm_in_channels {unet.adm_in_channels} must equal the vector size {vector} "
                         f"({config.sigma_dim} + {config.polar_dim} + {config.azimuth_dim})")
     if unet.use_camera_emb and unet.adm_in_channels != 4 * unet.model_channels:
         problems.append("the camera embedding needs adm_in_channels = 4 x model_channels")
-    if unet.context_dim != config.clip.embed_dim:
-        problems.append(f"context_dim {unet.context_dim} must equal the CLIP embed_dim {config.clip.embed_dim}")
     if unet.in_channels != 2 * config.encoder.embed_dim or unet.motion_context_dim != config.encoder.embed_dim:
         problems.append("in_channels must be twice, and motion_context_dim equal to, the VAE's embed_dim")
-    if unet.model_channels % 32 or any(unet.model_channels * m % unet.num_head_channels for m in unet.channel_mult):
-        problems.append("model_channels must be a multiple of 32 and every level's width of num_head_channels")
     if config.n_time < 1 or config.n_view < 1 or config.n_time > 21:
         problems.append("N_TIME must be 1 to 21 and N_VIEW at least 1")
     if problems:

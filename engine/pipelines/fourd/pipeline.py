@@ -36,7 +36,7 @@ from . import checkpoint as ck
 from .clip import OpenCLIPImageEmbedder
 from .conditioner import Conditioner, Conditioning
 from .config import SV3D_MODELS, FourDConfig, built_in_config, read_model_config
-from .sampler import AZIMUTHS, GUIDANCE, camera_angles, cfg_denoiser, euler_sample, guidance_scales, windows
+from .sampler import AZIMUTHS, GUIDANCE, camera_angles, cfg_denoiser, guidance_scales, sample_reporting, windows
 from .unet import SpatialUNetModelWithTime
 from .vae import ConditionEncoder, Decoder
 
@@ -237,15 +237,8 @@ class FourDPipeline(Pipeline):
                                        generator, opts.encode_chunk, cancel.check)
             noise = torch.randn((n_time * n_view, 4, opts.size // 8, opts.size // 8), generator=generator)
             denoise = self._denoiser(nets.unet, cond, uncond, scales)
-
-            def step(i: int) -> None:
-                cancel.check()
-                report(0.05 + 0.85 * (i + 1) / steps, f"denoising step {i + 1}/{steps}")
-
-            report(0.05, f"denoising step 0/{steps}")
-            cancel.check()
             with self._stage(nets.unet):
-                latents = euler_sample(denoise, noise, steps, step)
+                latents = sample_reporting(denoise, noise, steps, report, cancel.check, "denoising step")
             report(0.9, "decoding")
             # [T*V, 3, S, S] in [-1, 1]: the original keeps decoded views so (clamp((x + 1) / 2) * 2 - 1)
             images = self._decode(nets.decoder, latents, opts.decode_chunk, cancel) * 2 - 1

@@ -112,6 +112,19 @@ def euler_sample(denoise: Denoise, noise: torch.Tensor, steps: int,
     return x
 
 
+def sample_reporting(denoise: Denoise, noise: torch.Tensor, steps: int, report: Callable[[float, str], None],
+                     check: Callable[[], None], label: str) -> torch.Tensor:
+    """euler_sample that honours Stop before every step and reports "<label> i/steps" from 0.05 to 0.9 of `report`
+    (the benchmarks time the steps by these messages)."""
+    def step(i: int) -> None:
+        check()
+        report(0.05 + 0.85 * (i + 1) / steps, f"{label} {i + 1}/{steps}")
+
+    report(0.05, f"{label} 0/{steps}")
+    check()
+    return euler_sample(denoise, noise, steps, step)
+
+
 Network = Callable[[torch.Tensor, torch.Tensor, Mapping[str, torch.Tensor]], torch.Tensor]
 """network(model_in, c_noise, batch) -> the raw output; `batch` holds the CFG batch's other inputs (uncond first)."""
 

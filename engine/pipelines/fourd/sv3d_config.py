@@ -14,8 +14,8 @@ from typing import Any, Mapping
 
 from engine.errors import InputError
 
-from .config import (ClipConfig, UNetLayout, VAEConfig, clip_config, common_unet_fields, config_digest, interpolate,
-                     vae_config)
+from .config import (ClipConfig, UNetLayout, VAEConfig, clip_config, common_unet_fields, config_digest, model_params,
+                     original_format, resolved, shared_problems, vae_config)
 
 
 @dataclass(frozen=True)
@@ -49,12 +49,9 @@ class SV3DConfig:
 
 
 def parse_sv3d_config(data: Any, source: str = "config") -> SV3DConfig:
-    if not isinstance(data, dict):
-        raise InputError(f"The model config {source} is not a YAML mapping.")
-    data = interpolate(data, {k: v for k, v in data.items() if not isinstance(v, (dict, list))}, source)
-    try:
-        params = data["model"]["params"]
-        embedders = {e["input_key"]: e.get("params", {}) for e in params["conditioner_config"]["params"]["emb_models"]}
+    data = resolved(data, source)
+    with original_format(source, "SV3D"):
+        params, embedders = model_params(data)
         encoder = embedders["cond_frames"]["encoder_config"]["params"]
         decoder = params["first_stage_config"]["params"]["decoder_config"]["params"]
         clip_params = embedders["cond_frames_without_noise"]["open_clip_embedding_config"].get("params", {})
@@ -70,10 +67,6 @@ def parse_sv3d_config(data: Any, source: str = "config") -> SV3DConfig:
             encoder=vae_config(encoder["ddconfig"], int(encoder.get("embed_dim", 4))),
             decoder=vae_config(decoder, int(decoder.get("z_channels", 4))),
             source=source)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise InputError(f"The model config {source} is missing or has a wrong value for {exc}; it must follow the "
-                         "original SV3D format (model.params.network_config.params, conditioner_config, "
-                         "first_stage_config).") from None
     _check(config, source)
     return config
 
@@ -89,17 +82,13 @@ def _check(config: SV3DConfig, source: str) -> None:
     """Invariants the networks rely on, as clear errors instead of shape mismatches deep inside."""
     unet = config.unet
     vector = config.cond_aug_dim + config.polar_dim + config.azimuth_dim
-    problems = []
+    problems = shared_problems(unet, config.clip.embed_dim)
     if unet.adm_in_channels != vector:
         problems.append(f"adm_in_channels {unet.adm_in_channels} must equal the vector size {vector} "
                         f"({config.cond_aug_dim} + {config.polar_dim} + {config.azimuth_dim})")
     if (config.polar_dim > 0) != (config.azimuth_dim > 0):
         problems.append("polars_rad and azimuths_rad come together (SV3D_p) or not at all (SV3D_u)")
-    if unet.context_dim != config.clip.embed_dim:
-        problems.append(f"context_dim {unet.context_dim} must equal the CLIP embed_dim {config.clip.embed_dim}")
     if unet.in_channels != 2 * config.encoder.embed_dim:
         problems.append("in_channels must be twice the VAE's embed_dim")
-    if unet.model_channels % 32 or any(unet.model_channels * m % unet.num_head_channels for m in unet.channel_mult):
-        problems.append("model_channels must be a multiple of 32 and every level's width of num_head_channels")
     if problems:
         raise InputError(f"The model config {source} is inconsistent: {'; '.join(problems)}.")

@@ -28,7 +28,7 @@ from engine.tasks import Options
 from . import checkpoint as ck
 from .clip import OpenCLIPImageEmbedder
 from .pipeline import FourDPipeline, load_part
-from .sampler import cfg_denoiser, euler_sample, guidance_scales
+from .sampler import cfg_denoiser, guidance_scales, sample_reporting
 from .sv3d import N_VIEWS, STEPS, camera_path, condition, parse_degrees, triangle_guidance
 from .sv3d_config import SV3DConfig
 from .vae import ConditionEncoder, Decoder
@@ -111,15 +111,8 @@ class SV3DPipeline(FourDPipeline):
                                  self._stage, cancel.check)
         noise = torch.randn((N_VIEWS, 4, image.shape[-2] // 8, image.shape[-1] // 8), generator=generator)
         denoise = self.denoiser(nets.unet, cond, uncond, guidance_scales(triangle_guidance(config), N_VIEWS, 1))
-
-        def step(i: int) -> None:
-            cancel.check()
-            progress(0.05 + 0.85 * (i + 1) / steps, f"Denoising step {i + 1}/{steps}")
-
-        progress(0.05, f"Denoising step 0/{steps}")
-        cancel.check()
         with self._stage(nets.unet):
-            latents = euler_sample(denoise, noise, steps, step)
+            latents = sample_reporting(denoise, noise, steps, progress, cancel.check, "Denoising step")
         progress(0.9, "Decoding")
         # the last view is replaced by the input image: it is not decoded
         decoded = self._decode(nets.decoder, latents[:-1], decode_chunk, cancel, clamp=False)

@@ -197,6 +197,20 @@ def test_engine_applies_the_quota_after_each_run(echo_engine, tiny_hub: Path) ->
         Engine(EngineConfig(outputs=outputs, cache_dir=tiny_hub, offline=True, outputs_quota_gb=-1), tasks={})
 
 
+def test_the_quota_keeps_a_run_another_job_has_just_committed(echo_engine, tiny_hub: Path) -> None:
+    """With several devices a job can prune while another job's run is committed but not yet handed back: the engine
+    keeps such runs (noted before their commit) out of the pruning."""
+    engine, text = echo_engine
+    outputs = Path(engine.config.outputs)
+    quota = Engine(EngineConfig(device="cpu", outputs=outputs, cache_dir=tiny_hub, offline=True, outputs_quota_gb=0),
+                   tasks={"echo": ECHO})
+    other = fake_run(outputs, "echo", "20200101-000000", 10_000)
+    older = fake_run(outputs, "echo", "20190101-000000", 10_000)
+    quota._fresh.add(other)  # noqa: SLF001 - what a concurrent run() holds between its commit and its return
+    result = quota.run("echo", {"text": text})
+    assert other.is_dir() and not older.exists() and result.folder.is_dir() and not quota._fresh - {other}
+
+
 # ------------------------------------------------------------------------------------------- 5. settings.json inputs
 def test_settings_record_upload_names_and_hashes_not_server_paths(echo_engine, tmp_path: Path) -> None:
     engine, _ = echo_engine
